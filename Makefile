@@ -1,0 +1,35 @@
+# The two commands of the README:
+#   make demo   set up (venv + packages) and run the main job on this machine
+#   make test   set up (venv + packages + openssh-server) and run the test suite
+VENV ?= .venv
+PYTHON ?= python3
+# The CPU build of torch (a plain 'torch' from PyPI would pull a multi-GB CUDA build).
+TORCH_SPEC ?= torch==2.13.0
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.edgesdk-installed
+
+.PHONY: setup system-deps demo test bench
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# openssh-server: the device tests start a real sshd on loopback.
+system-deps:
+	@test -x /usr/sbin/sshd || { \
+	  echo "installing openssh-server (device tests)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server >/dev/null; }
+
+demo: setup
+	$(VENV)/bin/edgesdk --help >/dev/null
+	$(PY) examples/minilm.py --out out/minilm
+
+test: setup system-deps
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) benchmarks/minilm_recipes.py

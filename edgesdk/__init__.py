@@ -1,0 +1,21 @@
+"""edgesdk: quantize transformers, export them for edge runtimes, deploy and measure them on devices.
+
+The API is loaded on first use so ``import edgesdk`` (and the CLI's --help) stay fast."""
+
+from __future__ import annotations
+
+__all__ = ["load", "quantize", "export", "verify", "inspect", "EdgeSDKError"]
+
+from .errors import EdgeSDKError
+
+
+def __getattr__(name: str):
+    if name in ("load", "quantize", "export", "verify"):
+        from . import api
+
+        return getattr(api, name)
+    if name == "inspect":
+        from .inspection import inspect
+
+        return inspect
+    raise AttributeError(f"module 'edgesdk' has no attribute '{name}'")

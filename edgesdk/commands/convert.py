@@ -1,0 +1,53 @@
+"""edgesdk convert MODEL --target T --recipe R --calib CALIB.npz -o OUT_DIR"""
+
+from __future__ import annotations
+
+import argparse
+
+from ._common import add_json_flag, parse_options, print_json
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "convert",
+        help="import, quantize and export a model into an artifact directory",
+        description="Import MODEL (.onnx, or a .py file defining build_model()), quantize it with a recipe, "
+        "export it for a target and check it against the float model on reference inputs.",
+    )
+    p.add_argument("model", help="an .onnx file, or a .py file whose build_model() returns (nn.Module, example_inputs)")
+    p.add_argument("--target", default="host", help="a target in targets/ (default: host)")
+    p.add_argument("--recipe", default=None, help="fp32 | int8 | int8-dynamic | int4 (default: the target's)")
+    p.add_argument("--calib", metavar="NPZ", help="calibration data: one array per model input, first axis = samples")
+    p.add_argument("--reference", metavar="NPZ", help="inputs to store as the artifact's reference (default: --calib)")
+    p.add_argument("--option", "-O", action="append", default=[], metavar="KEY=VALUE",
+                   help="a recipe option, e.g. -O block_size=64 -O smooth_alpha=0.7 (repeatable)")
+    p.add_argument("-o", "--out", required=True, metavar="OUT_DIR", help="artifact directory to write")
+    add_json_flag(p)
+    return p
+
+
+def run(args) -> int:
+    from .. import api
+    from ..targets import load_target
+
+    target = load_target(args.target)
+    graph = api.load(args.model)
+    recipe = args.recipe or target.default_recipe
+    quantized = api.quantize(graph, recipe, calibration=args.calib, **parse_options(args.option))
+    artifact = api.export(quantized, target, args.out, reference_data=args.reference)
+    summary = {
+        "artifact": str(artifact.path),
+        "target": target.name,
+        "recipe": artifact.manifest["recipe"],
+        "bytes": artifact.manifest["files"][artifact.manifest["model_file"]]["bytes"],
+        "accuracy": artifact.manifest.get("accuracy"),
+    }
+    if args.json:
+        print_json(summary)
+        return 0
+    size_mb = summary["bytes"] / 1e6
+    print(f"wrote {artifact.path}/  ({artifact.manifest['model_file']}: {size_mb:.1f} MB, recipe {recipe}, target {target.name})")
+    for name, m in (summary["accuracy"] or {}).get("outputs", {}).items():
+        print(f"  {name}: cosine mean {m['cosine_mean']:.5f} min {m['cosine_min']:.5f}, max |err| {m['max_abs_error']:.4g}"
+              f"  ({summary['accuracy']['samples']} reference samples)")
+    return 0

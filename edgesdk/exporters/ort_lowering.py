@@ -1,0 +1,223 @@
+"""Rewrite standard QDQ patterns into the fused ONNX Runtime kernels they stand for.
+
+The Graph IR stays standard ONNX so every exporter reads the same quantization parameters; this module
+is the ORT exporter's own lowering. ORT fuses DQ→MatMul into MatMulIntegerToFloat by itself but leaves
+the bias Add outside and dequantizes whole embedding tables on every run; writing the fused forms
+directly removes both costs."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+
+from ..quant.edit import GraphEditor
+
+MS = "com.microsoft"
+
+
+def _const(value: ir.Value | None):
+    return None if value is None or value.const_value is None else value.const_value.numpy()
+
+
+def fuse_matmul_integer_to_float(graph: ir.Graph) -> int:
+    """Q(x)→DQ→MatMul←DQ(const W)[→Add(const bias)] becomes Q(x)→MatMulIntegerToFloat(…, bias)."""
+    editor = GraphEditor(graph)
+    fused = 0
+    for node in list(graph):
+        if node.op_type != "MatMul" or node.domain not in ("", "ai.onnx"):
+            continue
+        a_dq, b_dq = (v.producer() if v is not None else None for v in node.inputs)
+        if a_dq is None or b_dq is None or a_dq.op_type != "DequantizeLinear" or b_dq.op_type != "DequantizeLinear":
+            continue
+        q_out = a_dq.inputs[0]
+        if q_out.producer() is None or q_out.producer().op_type != "QuantizeLinear":
+            continue
+        weight = b_dq.inputs[0]
+        if weight.const_value is None or weight.dtype != ir.DataType.INT8 or b_dq.attributes.get_int("block_size", 0):
+            continue
+        w_scale = _const(b_dq.inputs[1])
+        if w_scale is None or (w_scale.ndim == 1 and b_dq.attributes.get_int("axis", 1) not in (1, -1)):
+            continue
+        a_zero_point = a_dq.inputs[2] if len(a_dq.inputs) > 2 else None
+        if a_zero_point is None or a_zero_point.dtype != ir.DataType.UINT8:
+            continue
+        inputs = [a_dq.inputs[0], weight, a_dq.inputs[1], b_dq.inputs[1],
+                  a_dq.inputs[2] if len(a_dq.inputs) > 2 else None,
+                  b_dq.inputs[2] if len(b_dq.inputs) > 2 else None]
+        bias, replaced = _bias_after(node)
+        if bias is not None:
+            inputs.append(bias)
+        fused_node = editor.add("MatMulIntegerToFloat", inputs, hint=f"{node.name}_int8", domain=MS)
+        _replace(editor, replaced, fused_node.outputs[0])
+        fused += 1
+    _drop_dead(graph)
+    editor.finish()
+    return fused
+
+
+def _drop_dead(graph: ir.Graph) -> None:
+    """Remove nodes whose outputs nobody reads (the MatMul/Add/DQ the fusion replaced)."""
+    changed = True
+    while changed:
+        changed = False
+        for node in reversed(list(graph)):
+            if all(not o.uses() and not o.is_graph_output() for o in node.outputs):
+                graph.remove(node, safe=True)
+                changed = True
+
+
+def _bias_after(node: ir.Node) -> tuple[ir.Value | None, ir.Value]:
+    """The constant 1-D bias of an Add that alone reads ``node``'s output, and the value to replace."""
+    output = node.outputs[0]
+    uses = output.uses()
+    if len(uses) == 1 and not output.is_graph_output() and uses[0].node.op_type == "Add":
+        add = uses[0].node
+        other = add.inputs[1 - uses[0].idx]
+        if other is not None and other.const_value is not None and other.shape is not None and len(other.shape) == 1:
+            return other, add.outputs[0]
+    return None, output
+
+
+def _replace(editor: GraphEditor, old: ir.Value, new: ir.Value) -> None:
+    old.replace_all_uses_with(new, replace_graph_outputs=True)
+    new.name, old.name = old.name, editor.name(f"{old.name}_unused")
+
+
+def fuse_dynamic_quantize_matmul(graph: ir.Graph) -> int:
+    """DynamicQuantizeLinear(x)→DQ→MatMul←DQ(const int8 W)[→Add bias] becomes DynamicQuantizeMatMul."""
+    editor = GraphEditor(graph)
+    fused = 0
+    for node in list(graph):
+        if node.op_type != "MatMul" or node.domain not in ("", "ai.onnx"):
+            continue
+        a_dq, b_dq = (v.producer() if v is not None else None for v in node.inputs)
+        if a_dq is None or b_dq is None or a_dq.op_type != "DequantizeLinear" or b_dq.op_type != "DequantizeLinear":
+            continue
+        dyn = a_dq.inputs[0].producer()
+        if dyn is None or dyn.op_type != "DynamicQuantizeLinear":
+            continue
+        weight = b_dq.inputs[0]
+        if weight.const_value is None or weight.dtype != ir.DataType.INT8 or b_dq.attributes.get_int("axis", 1) not in (1, -1):
+            continue
+        bias, replaced = _bias_after(node)
+        inputs = [dyn.inputs[0], weight, b_dq.inputs[1], b_dq.inputs[2] if len(b_dq.inputs) > 2 else None, bias]
+        fused_node = editor.add("DynamicQuantizeMatMul", inputs, hint=f"{node.name}_dynamic_int8", domain=MS)
+        _replace(editor, replaced, fused_node.outputs[0])
+        fused += 1
+    _drop_dead(graph)
+    editor.finish()
+    return fused
+
+
+def _pack_nibbles(values: np.ndarray) -> np.ndarray:
+    """Pack uint4 values along the last axis, two per byte, the first in the low nibble."""
+    values = values.astype(np.uint8)
+    if values.shape[-1] % 2:
+        values = np.concatenate([values, np.zeros(values.shape[:-1] + (1,), np.uint8)], axis=-1)
+    return (values[..., 0::2] & 0x0F) | ((values[..., 1::2] & 0x0F) << 4)
+
+
+def _as_uint4(q: np.ndarray, zero_point: np.ndarray | None, signed: bool) -> tuple[np.ndarray, np.ndarray]:
+    """int4 with zero point z is uint4 with zero point z+8: same real values, the layout ORT's kernels use."""
+    q = q.astype(np.int16)
+    zp = np.zeros_like(q[:1], dtype=np.int16) if zero_point is None else zero_point.astype(np.int16)
+    if signed:
+        q, zp = q + 8, zp + 8
+    return q.astype(np.uint8), zp.astype(np.uint8)
+
+
+def fuse_matmul_nbits(graph: ir.Graph) -> int:
+    """MatMul←DQ(const int4/uint4 [K,N], block-wise along K)[→Add bias] becomes MatMulNBits."""
+    editor = GraphEditor(graph)
+    fused = 0
+    for node in list(graph):
+        if node.op_type != "MatMul" or node.domain not in ("", "ai.onnx") or node.inputs[1] is None:
+            continue
+        dq = node.inputs[1].producer()
+        if dq is None or dq.op_type != "DequantizeLinear":
+            continue
+        weight = dq.inputs[0]
+        block = dq.attributes.get_int("block_size", 0)
+        if weight.const_value is None or weight.dtype not in (ir.DataType.INT4, ir.DataType.UINT4) or not block:
+            continue
+        if dq.attributes.get_int("axis", 1) != 0:
+            continue
+        q = weight.const_value.numpy().astype(np.int16)  # [K, N]
+        k, n = q.shape
+        scale = dq.inputs[1].const_value.numpy()  # [K/block, N]
+        zero_point = dq.inputs[2].const_value.numpy() if len(dq.inputs) > 2 and dq.inputs[2] is not None else None
+        quint, zp = _as_uint4(q, zero_point, weight.dtype == ir.DataType.INT4)
+        if zero_point is None:
+            zp = np.full(scale.shape, 8, np.uint8)
+        blocks = k // block
+        packed = _pack_nibbles(quint.T.reshape(n, blocks, block))  # [N, blocks, block/2]
+        inputs = [
+            node.inputs[0],
+            editor.constant(f"{weight.name}_nbits", packed),
+            editor.constant(f"{weight.name}_nbits_scales", scale.T.reshape(-1).astype(np.float32)),
+            editor.constant(f"{weight.name}_nbits_zp", _pack_nibbles(np.broadcast_to(zp, scale.shape).T).reshape(-1)),
+        ]
+        bias, replaced = _bias_after(node)
+        if bias is not None:
+            inputs += [None, bias]
+        fused_node = editor.add(
+            "MatMulNBits", inputs, {"K": k, "N": n, "bits": 4, "block_size": block}, hint=f"{node.name}_int4", domain=MS
+        )
+        _replace(editor, replaced, fused_node.outputs[0])
+        fused += 1
+    _drop_dead(graph)
+    editor.finish()
+    return fused
+
+
+def lower_embedding_gathers(graph: ir.Graph) -> int:
+    """Gather from a dequantized table: dequantize only the gathered rows, not the whole table per run.
+
+    int8 per-row tables become Gather(q)·Gather(scale); int4 block-wise tables become GatherBlockQuantized."""
+    editor = GraphEditor(graph)
+    lowered = 0
+    for node in list(graph):
+        if node.op_type != "Gather" or node.attributes.get_int("axis", 0) != 0:
+            continue
+        dq = node.inputs[0].producer() if node.inputs[0] is not None else None
+        if dq is None or dq.op_type != "DequantizeLinear" or dq.inputs[0].const_value is None:
+            continue
+        table, scale = dq.inputs[0], dq.inputs[1]
+        zero_point = dq.inputs[2] if len(dq.inputs) > 2 else None
+        ids = node.inputs[1]
+        block = dq.attributes.get_int("block_size", 0)
+        if table.dtype == ir.DataType.INT8 and not block and dq.attributes.get_int("axis", 1) == 0:
+            if zero_point is not None and np.any(zero_point.const_value.numpy()):
+                continue
+            rows = editor.add("Gather", [table, ids], {"axis": 0}, hint=f"{node.name}_rows")
+            as_float = editor.add("Cast", [rows.outputs[0]], {"to": ir.DataType.FLOAT}, hint=f"{node.name}_cast")
+            row_scale = editor.add("Gather", [scale, ids], {"axis": 0}, hint=f"{node.name}_row_scale")
+            axes = editor.constant(f"{node.name}_last_axis", np.array([-1], np.int64))
+            column = editor.add("Unsqueeze", [row_scale.outputs[0], axes], hint=f"{node.name}_scale_column")
+            result = editor.add("Mul", [as_float.outputs[0], column.outputs[0]], hint=f"{node.name}_dequantized")
+        elif table.dtype in (ir.DataType.INT4, ir.DataType.UINT4) and block and dq.attributes.get_int("axis", 0) == 1:
+            result = editor.add(
+                "GatherBlockQuantized",
+                [table, ids, scale, zero_point],
+                {"gather_axis": 0, "quantize_axis": 1, "block_size": block, "bits": 4},
+                hint=f"{node.name}_int4",
+                domain=MS,
+            )
+        else:
+            continue
+        _replace(editor, node.outputs[0], result.outputs[0])
+        lowered += 1
+    _drop_dead(graph)
+    editor.finish()
+    return lowered
+
+
+def lower_for_ort(graph: ir.Graph) -> dict[str, int]:
+    """All ORT lowerings, in the order that lets each see its pattern intact."""
+    counts = {
+        "GatherBlockQuantized/row-gather": lower_embedding_gathers(graph),
+        "MatMulNBits": fuse_matmul_nbits(graph),
+        "MatMulIntegerToFloat": fuse_matmul_integer_to_float(graph),
+        "DynamicQuantizeMatMul": fuse_dynamic_quantize_matmul(graph),
+    }
+    return {k: v for k, v in counts.items() if v}

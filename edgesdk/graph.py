@@ -1,0 +1,100 @@
+"""The graph IR: an ONNX model held as onnx_ir, plus what edgesdk knows about where it came from.
+
+A quantized Graph keeps a link to the float Graph it was made from, so export and verification can
+compare against the float reference without the user passing it again."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx_ir as ir
+
+# ONNX element types we feed from numpy; anything else in a graph input is reported as unsupported.
+_NP_DTYPES = {
+    ir.DataType.FLOAT: np.float32,
+    ir.DataType.FLOAT16: np.float16,
+    ir.DataType.DOUBLE: np.float64,
+    ir.DataType.INT64: np.int64,
+    ir.DataType.INT32: np.int32,
+    ir.DataType.INT8: np.int8,
+    ir.DataType.UINT8: np.uint8,
+    ir.DataType.BOOL: np.bool_,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    dtype: str  # numpy dtype name, e.g. "float32"
+    shape: tuple[int | str | None, ...]  # ints for fixed axes, names for symbolic ones
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
+
+
+def _spec(value: ir.Value) -> TensorSpec:
+    dtype = value.dtype
+    np_dtype = _NP_DTYPES.get(dtype) if dtype is not None else None
+    shape: tuple[int | str | None, ...] = ()
+    if value.shape is not None:
+        shape = tuple(d if isinstance(d, int) else (d.value if d.value is not None else None) for d in value.shape)
+    return TensorSpec(value.name or "", np.dtype(np_dtype).name if np_dtype else str(dtype), shape)
+
+
+@dataclasses.dataclass
+class Graph:
+    model: ir.Model
+    name: str = "model"
+    source: str | None = None  # file path or "torch:<class name>"
+    float_graph: Graph | None = None  # set on quantized graphs
+    recipe: Any = None  # the Recipe that produced this graph, None for float
+    report: dict[str, Any] = dataclasses.field(default_factory=dict)  # what the recipe did, for the manifest
+    calibration: Any = None  # the CalibrationData a quantized graph was made with (reference inputs for export)
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        return [_spec(v) for v in self.model.graph.inputs if not v.is_initializer()]
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return [_spec(v) for v in self.model.graph.outputs]
+
+    def op_counts(self) -> collections.Counter[str]:
+        return collections.Counter(
+            (f"{n.domain}::{n.op_type}" if n.domain not in ("", "ai.onnx") else n.op_type)
+            for n in self.model.graph.all_nodes()
+        )
+
+    def opset(self) -> int:
+        return self.model.opset_imports.get("", 0)
+
+    def to_bytes(self) -> bytes:
+        return ir.serde.serialize_model(self.model).SerializeToString()
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ir.save(self.model, path)
+        return path
+
+    def clone(self) -> Graph:
+        """A deep copy of the IR, so passes can mutate it while the original stays the float reference."""
+        model = ir.serde.deserialize_model(ir.serde.serialize_model(self.model))
+        return dataclasses.replace(self, model=model, report=dict(self.report))
+
+    @property
+    def is_quantized(self) -> bool:
+        return any(
+            n.op_type in QUANT_OPS for n in self.model.graph.all_nodes()
+        )
+
+
+# Operators that carry quantized data (standard QDQ and the ORT contrib forms our exporters write).
+QUANT_OPS = {
+    "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "MatMulInteger", "QLinearMatMul",
+    "MatMulNBits", "GatherBlockQuantized", "DynamicQuantizeMatMul", "MatMulIntegerToFloat",
+}

@@ -1,0 +1,33 @@
+"""Importers turn a model file or a PyTorch module into the Graph IR."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..errors import ModelError
+from ..graph import Graph
+
+
+def load(model: Any, example_inputs: Any = None, *, opset: int = 18, **export_options: Any) -> Graph:
+    """Load an ONNX file, a Python file that builds a PyTorch model, or an ``nn.Module`` into a Graph.
+
+    A ``.py`` file must define ``build_model()`` returning ``(module, example_inputs)`` or
+    ``(module, example_inputs, options)`` where options are passed to the torch importer.
+    """
+    if isinstance(model, Graph):
+        return model
+    if isinstance(model, (str, Path)):
+        path = Path(model).expanduser()
+        if path.suffix == ".py":
+            from .python_file import load_python_file
+
+            return load_python_file(path, opset=opset)
+        from .onnx_file import load_onnx
+
+        return load_onnx(path)
+    if type(model).__module__.startswith("torch") or hasattr(model, "state_dict"):
+        from .torch_module import from_torch
+
+        return from_torch(model, example_inputs, opset=opset, **export_options)
+    raise ModelError(f"cannot load a model from {type(model).__name__}: give an .onnx path, a .py file or an nn.Module")

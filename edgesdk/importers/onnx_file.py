@@ -1,0 +1,80 @@
+"""Import an ONNX file, with errors that name the file, the node and the operator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+import onnx_ir as ir
+
+from ..errors import ModelError, UnsupportedOperatorError
+from ..graph import Graph
+
+# Contrib domains that ONNX Runtime implements; other custom domains are unsupported unless the model
+# defines the operator as a local function.
+RUNTIME_DOMAINS = {"com.microsoft", "com.microsoft.nchwc", "ai.onnx.ml"}
+MIN_OPSET, MAX_OPSET = 13, 23
+
+
+def load_onnx(path: Path) -> Graph:
+    if not path.exists():
+        raise ModelError(f"{path}: no such file")
+    if path.is_dir():
+        inner = path / "model.onnx"
+        if not inner.exists():
+            raise ModelError(f"{path}: a directory without model.onnx")
+        path = inner
+    raw = path.read_bytes()
+    if not raw:
+        raise ModelError(f"{path}: the file is empty")
+    try:
+        proto = onnx.load_from_string(raw)
+    except Exception as exc:  # protobuf's DecodeError and friends
+        raise ModelError(f"{path}: not a valid ONNX model (truncated or not ONNX): {exc}") from None
+    if not proto.graph.node:
+        raise ModelError(f"{path}: not a valid ONNX model (it has no graph nodes; truncated or not ONNX)")
+    if proto.graph.initializer and any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer):
+        try:
+            onnx.load_external_data_for_model(proto, str(path.parent))
+        except Exception as exc:
+            raise ModelError(f"{path}: its external weight files cannot be read: {exc}") from None
+    check_operators(proto, path)
+    try:
+        onnx.checker.check_model(proto)
+    except onnx.checker.ValidationError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise ModelError(f"{path}: the ONNX checker rejects the model: {first}") from None
+    model = ir.serde.deserialize_model(proto)
+    return Graph(model=model, name=path.stem if path.stem != "model" else path.parent.name, source=str(path))
+
+
+def check_operators(proto: onnx.ModelProto, path: Path) -> None:
+    opsets = {o.domain or "": o.version for o in proto.opset_import}
+    version = opsets.get("", opsets.get("ai.onnx", 0))
+    if not MIN_OPSET <= version <= MAX_OPSET:
+        raise ModelError(f"{path}: ONNX opset {version} is not supported (use opset {MIN_OPSET}..{MAX_OPSET})")
+    local_functions = {(f.domain, f.name) for f in proto.functions}
+    for graph in _graphs(proto.graph):
+        for node in graph.node:
+            domain = node.domain or ""
+            if (domain, node.op_type) in local_functions:
+                continue
+            if domain in ("", "ai.onnx"):
+                if not onnx.defs.has(node.op_type, max_inclusive_version=version, domain=""):
+                    raise UnsupportedOperatorError(
+                        node.op_type, node.name or "(unnamed)", detail=f"not an ONNX operator at opset {version} ({path})"
+                    )
+            elif domain not in RUNTIME_DOMAINS:
+                raise UnsupportedOperatorError(
+                    node.op_type, node.name or "(unnamed)", domain, detail=f"custom domain no runtime implements ({path})"
+                )
+
+
+def _graphs(graph: onnx.GraphProto):
+    yield graph
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                yield from _graphs(attr.g)
+            for g in attr.graphs:
+                yield from _graphs(g)

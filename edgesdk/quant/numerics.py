@@ -1,0 +1,77 @@
+"""Quantization arithmetic on numpy arrays: scales, zero points, rounding, int4 packing."""
+
+from __future__ import annotations
+
+import numpy as np
+
+INT8_MAX = 127
+UINT8_MAX = 255
+
+
+def symmetric_int8(weight: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel symmetric int8 along ``axis`` (the output channels); returns (int8 values, scales)."""
+    reduce_axes = tuple(a for a in range(weight.ndim) if a != axis % weight.ndim)
+    absmax = np.abs(weight).max(axis=reduce_axes)
+    scale = np.where(absmax > 0, absmax / INT8_MAX, 1.0).astype(np.float32)
+    shape = [1] * weight.ndim
+    shape[axis] = -1
+    q = np.clip(np.rint(weight / scale.reshape(shape)), -INT8_MAX, INT8_MAX).astype(np.int8)
+    return q, scale
+
+
+def asymmetric_uint8(low: float, high: float) -> tuple[np.float32, np.uint8]:
+    """Scale and zero point for an activation range; the range always includes 0 so zero is exact."""
+    low, high = min(float(low), 0.0), max(float(high), 0.0)
+    if high - low < 1e-12:
+        return np.float32(1.0), np.uint8(0)
+    scale = (high - low) / UINT8_MAX
+    zero_point = int(np.clip(np.rint(-low / scale), 0, UINT8_MAX))
+    return np.float32(scale), np.uint8(zero_point)
+
+
+def blockwise(
+    weight: np.ndarray, block: int, bits: int = 4, symmetric: bool = True, search_clip: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Round-to-nearest per-group quantization of a [K, N] weight along K in blocks of ``block``.
+
+    Returns (q as int8 holding values of ``bits`` bits, scale [K/block, N], zero point or None). When
+    ``search_clip`` is set, each group's range is shrunk by the factor (from a small grid) that minimises
+    the group's squared error: still round-to-nearest, with a better step size for heavy-tailed groups.
+    """
+    k, n = weight.shape
+    if k % block:
+        raise ValueError(f"K={k} is not a multiple of the block size {block}")
+    groups = weight.reshape(k // block, block, n).astype(np.float32)
+    qmax = 2 ** (bits - 1) - 1 if symmetric else 2**bits - 1
+    qmin = -(2 ** (bits - 1)) if symmetric else 0
+    best_q = best_scale = best_zp = None
+    best_err = None
+    for ratio in (np.linspace(1.0, 0.7, 7) if search_clip else (1.0,)):
+        if symmetric:
+            absmax = np.abs(groups).max(axis=1) * ratio
+            scale = np.where(absmax > 0, absmax / (-qmin), 1.0)
+            zp = np.zeros_like(scale)
+        else:
+            low = np.minimum(groups.min(axis=1), 0) * ratio
+            high = np.maximum(groups.max(axis=1), 0) * ratio
+            scale = np.where(high > low, (high - low) / qmax, 1.0)
+            zp = np.clip(np.rint(-low / scale), qmin, qmax)
+        q = np.clip(np.rint(groups / scale[:, None, :]) + zp[:, None, :], qmin, qmax)
+        err = (((q - zp[:, None, :]) * scale[:, None, :] - groups) ** 2).sum(axis=1)
+        if best_err is None:
+            best_q, best_scale, best_zp, best_err = q, scale, zp, err
+        else:
+            better = err < best_err
+            best_q = np.where(better[:, None, :], q, best_q)
+            best_scale = np.where(better, scale, best_scale)
+            best_zp = np.where(better, zp, best_zp)
+            best_err = np.minimum(err, best_err)
+    q = best_q.reshape(k, n).astype(np.int8)
+    return q, best_scale.astype(np.float32), (None if symmetric else best_zp.astype(np.int8))
+
+
+def dequantize_blockwise(q: np.ndarray, scale: np.ndarray, zero_point: np.ndarray | None, block: int) -> np.ndarray:
+    k, n = q.shape
+    groups = q.reshape(k // block, block, n).astype(np.float32)
+    zp = 0 if zero_point is None else zero_point.astype(np.float32)[:, None, :]
+    return ((groups - zp) * scale[:, None, :]).reshape(k, n)

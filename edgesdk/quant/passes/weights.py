@@ -1,0 +1,90 @@
+"""Weight quantization of linear layers, written as DequantizeLinear on a constant integer weight."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+
+from ..edit import GraphEditor
+from ..numerics import blockwise, symmetric_int8
+from ..patterns import Linear, linears
+
+
+class Int8WeightsPass(ir.passes.InPlacePass):
+    """Per-output-channel symmetric int8 weights for every MatMul/Gemm with a constant weight."""
+
+    def __init__(self, skip: set[str] | None = None):
+        super().__init__()
+        self.skip = skip or set()
+        self.quantized: list[str] = []
+
+    def call(self, model: ir.Model) -> ir.passes.PassResult:
+        editor = GraphEditor(model.graph)
+        for linear in linears(model.graph):
+            if linear.node.name in self.skip:
+                continue
+            q, scale = symmetric_int8(linear.weight_array(), axis=linear.weight_axis)
+            dq = dequantize_node(editor, linear.weight.name, q, scale, np.zeros_like(scale, dtype=np.int8), linear.weight_axis)
+            linear.node.replace_input_with(1, dq.outputs[0])
+            self.quantized.append(linear.node.name)
+        editor.finish()
+        return ir.passes.PassResult(model, bool(self.quantized))
+
+
+class Int4WeightsPass(ir.passes.InPlacePass):
+    """Weight-only int4 per group along the input axis (opset 21 block-wise DequantizeLinear)."""
+
+    def __init__(self, block_size: int = 32, symmetric: bool = False, search_clip: bool = True):
+        super().__init__()
+        self.block_size, self.symmetric, self.search_clip = block_size, symmetric, search_clip
+        self.quantized: list[str] = []
+        self.skipped: dict[str, str] = {}
+
+    def call(self, model: ir.Model) -> ir.passes.PassResult:
+        editor = GraphEditor(model.graph)
+        for linear in linears(model.graph):
+            w = linear.weight_array()
+            if linear.input_axis != 0:  # Gemm with transB: block along K means axis 1 of the stored weight
+                w = w.T
+            if w.shape[0] % self.block_size:
+                self.skipped[linear.node.name] = f"K={w.shape[0]} is not a multiple of {self.block_size}"
+                continue
+            q, scale, zp = blockwise(w, self.block_size, bits=4, symmetric=self.symmetric, search_clip=self.search_clip)
+            if linear.input_axis != 0:
+                q, scale, zp = q.T, scale.T, (None if zp is None else zp.T)
+            dq = dequantize_node(
+                editor, linear.weight.name, q, scale, zp, axis=linear.input_axis, block_size=self.block_size, bits=4
+            )
+            linear.node.replace_input_with(1, dq.outputs[0])
+            self.quantized.append(linear.node.name)
+        editor.finish()
+        return ir.passes.PassResult(model, bool(self.quantized))
+
+
+def dequantize_node(
+    editor: GraphEditor,
+    hint: str,
+    q: np.ndarray,
+    scale: np.ndarray,
+    zero_point: np.ndarray | None,
+    axis: int,
+    block_size: int | None = None,
+    bits: int = 8,
+) -> ir.Node:
+    """A DequantizeLinear of a constant: int8 per-axis, or int4/uint4 block-wise (opset 21)."""
+    if bits == 4:
+        signed = zero_point is None or zero_point.min() < 0 or q.min() < 0
+        qtype = ir.DataType.INT4 if signed else ir.DataType.UINT4
+        # onnx_ir wants int4 data as int8 and uint4 as uint8 arrays (one value per byte, packed on save).
+        store = np.int8 if signed else np.uint8
+        qvalue = editor.constant(f"{hint}_q4", q.astype(store), dtype=qtype)
+        zp = None if zero_point is None else editor.constant(f"{hint}_zp4", zero_point.astype(store), dtype=qtype)
+    else:
+        qvalue = editor.constant(f"{hint}_q8", q)
+        zp = None if zero_point is None else editor.constant(f"{hint}_zp8", zero_point)
+    scale_value = editor.constant(f"{hint}_scale", scale.astype(np.float32))
+    attributes = {"axis": axis}
+    if block_size:
+        attributes["block_size"] = block_size
+    inputs = [qvalue, scale_value] + ([zp] if zp is not None else [])
+    return editor.add("DequantizeLinear", inputs, attributes, hint=f"{hint}_dequantize")

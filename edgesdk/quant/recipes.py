@@ -1,0 +1,207 @@
+"""Recipes: typed, named quantization plans. Each recipe is a small class that registers itself under
+its CLI name; its options are validated fields, and ``apply`` runs its passes over a copy of the graph."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar, Literal
+
+from pydantic import ConfigDict, ValidationError
+from pydantic.dataclasses import dataclass
+
+from .. import progress
+from ..calibration import CalibrationData
+from ..errors import CalibrationError, UsageError
+from ..graph import Graph
+
+REGISTRY: dict[str, type[Recipe]] = {}
+_STRICT = ConfigDict(extra="forbid")
+
+
+def register(cls: type[Recipe]) -> type[Recipe]:
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+class Recipe:
+    name: ClassVar[str]
+    needs_calibration: ClassVar[bool] = False
+    summary: ClassVar[str] = ""
+
+    def options(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "options": self.options()}
+
+    def apply(self, graph: Graph, calibration: CalibrationData | None) -> Graph:
+        raise NotImplementedError
+
+
+def get_recipe(recipe: str | Recipe, **options: Any) -> Recipe:
+    if isinstance(recipe, Recipe):
+        return dataclasses.replace(recipe, **options) if options else recipe
+    cls = REGISTRY.get(recipe)
+    if cls is None:
+        raise UsageError(f"unknown recipe '{recipe}' (known: {', '.join(sorted(REGISTRY))})")
+    try:
+        return cls(**options)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise UsageError(f"recipe '{recipe}': bad option: {problems}") from None
+    except TypeError as exc:
+        raise UsageError(f"recipe '{recipe}': {exc}") from None
+
+
+def _require(calibration: CalibrationData | None, recipe: str) -> CalibrationData:
+    if calibration is None:
+        raise CalibrationError(f"recipe '{recipe}' needs calibration data (--calib FILE.npz, or calibration=...)")
+    return calibration
+
+
+def _ensure_opset(graph: Graph, version: int) -> None:
+    if graph.model.opset_imports.get("", 0) < version:
+        graph.model.opset_imports[""] = version
+
+
+@register
+@dataclass(frozen=True, config=_STRICT)
+class Fp32(Recipe):
+    """No quantization: the float reference."""
+
+    name: ClassVar[str] = "fp32"
+    summary: ClassVar[str] = "no quantization (the reference)"
+
+    def apply(self, graph: Graph, calibration: CalibrationData | None) -> Graph:
+        return graph.clone()
+
+
+@register
+@dataclass(frozen=True, config=_STRICT)
+class Int8(Recipe):
+    """Attention-aware static W8A8.
+
+    Weights: per-output-channel symmetric int8. Activations: asymmetric uint8 with calibrated ranges at
+    the inputs of every linear layer, after SmoothQuant moved their outlier channels into the weights.
+    LayerNorm, Softmax, GELU, the mask Add and the residual Adds stay float. The attention matmuls
+    (QKᵀ, probs·V) are int8 only when ``attention_matmuls`` is set: at sequence lengths of a few hundred
+    they are a small share of the work and ORT runs them faster in float (measured in benchmarks/)."""
+
+    name: ClassVar[str] = "int8"
+    needs_calibration: ClassVar[bool] = True
+    summary: ClassVar[str] = "static W8A8, SmoothQuant, attention-aware (default)"
+
+    smooth_alpha: float = 0.8
+    percentile: float | None = None
+    attention_matmuls: bool = False
+    embeddings: bool = True
+    calibration_samples: int = 64
+
+    def apply(self, graph: Graph, calibration: CalibrationData | None) -> Graph:
+        from .passes.activations import StaticActivationsPass, matmul_activation_inputs
+        from .passes.embeddings import EmbeddingPass
+        from .passes.smoothquant import SmoothQuantPass
+        from .passes.weights import Int8WeightsPass
+        from .stats import collect
+
+        data = _require(calibration, self.name)
+        data.validate(graph)
+        q = graph.clone()
+        report: dict[str, Any] = {}
+
+        def activation_names(attention: bool) -> list[str]:
+            return sorted({n.inputs[i].name for n, i in matmul_activation_inputs(q.model.graph, attention)})
+
+        if self.smooth_alpha > 0:
+            stats = collect(q, activation_names(False), data, self.calibration_samples)
+            smooth = SmoothQuantPass(stats, self.smooth_alpha, insert_mul=True)
+            smooth(q.model)
+            report["smoothed_activations"] = len(smooth.smoothed)
+        weights = Int8WeightsPass()
+        weights(q.model)
+        # Ranges are observed on the smoothed graph: smoothing changed the activations they describe.
+        stats = collect(q, activation_names(self.attention_matmuls), data, self.calibration_samples)
+        with progress.step("inserting quantize/dequantize pairs"):
+            acts = StaticActivationsPass(stats, self.percentile, self.attention_matmuls)
+            acts(q.model)
+        report["int8_linears"] = len(weights.quantized)
+        report["int8_activations"] = len(acts.ranges)
+        if self.embeddings:
+            emb = EmbeddingPass(bits=8)
+            emb(q.model)
+            report["int8_embeddings"] = len(emb.quantized)
+        report["float_ops"] = _float_ops(q)
+        q.report = report
+        return q
+
+
+@register
+@dataclass(frozen=True, config=_STRICT)
+class Int8Dynamic(Recipe):
+    """Per-channel int8 weights; activations quantized at run time (DynamicQuantizeLinear)."""
+
+    name: ClassVar[str] = "int8-dynamic"
+    summary: ClassVar[str] = "int8 weights, activations quantized at run time"
+
+    embeddings: bool = True
+
+    def apply(self, graph: Graph, calibration: CalibrationData | None) -> Graph:
+        from .passes.activations import DynamicActivationsPass
+        from .passes.embeddings import EmbeddingPass
+        from .passes.weights import Int8WeightsPass
+
+        q = graph.clone()
+        weights = Int8WeightsPass()
+        weights(q.model)
+        acts = DynamicActivationsPass()
+        acts(q.model)
+        q.report = {"int8_linears": len(weights.quantized), "dynamic_activations": acts.count}
+        if self.embeddings:
+            emb = EmbeddingPass(bits=8)
+            emb(q.model)
+            q.report["int8_embeddings"] = len(emb.quantized)
+        q.report["float_ops"] = _float_ops(q)
+        return q
+
+
+@register
+@dataclass(frozen=True, config=_STRICT)
+class Int4(Recipe):
+    """Weight-only int4, per group along the input axis, round-to-nearest with a per-group clip search.
+
+    Embedding tables are int4 too (``embedding_bits=8`` keeps them int8), so the whole file shrinks."""
+
+    name: ClassVar[str] = "int4"
+    summary: ClassVar[str] = "weight-only int4 per group (32/64/128), int4 embeddings"
+
+    block_size: Literal[16, 32, 64, 128] = 32
+    symmetric: bool = False
+    embedding_bits: Literal[4, 8] = 4
+    clip_search: bool = True
+
+    def apply(self, graph: Graph, calibration: CalibrationData | None) -> Graph:
+        from .passes.embeddings import EmbeddingPass
+        from .passes.weights import Int4WeightsPass
+
+        q = graph.clone()
+        _ensure_opset(q, 21)  # int4 tensors and block-wise DequantizeLinear arrived in opset 21
+        with progress.step("int4 weights"):
+            weights = Int4WeightsPass(self.block_size, self.symmetric, self.clip_search)
+            weights(q.model)
+            emb = EmbeddingPass(bits=self.embedding_bits, block_size=self.block_size, symmetric=self.symmetric)
+            emb(q.model)
+        q.report = {
+            "int4_linears": len(weights.quantized),
+            "float_linears": weights.skipped,
+            f"int{self.embedding_bits}_embeddings": len(emb.quantized),
+            "float_ops": _float_ops(q),
+        }
+        return q
+
+
+def _float_ops(graph: Graph) -> list[str]:
+    """Compute ops left in float, for the report (shape plumbing and Q/DQ are not interesting)."""
+    plumbing = {"Reshape", "Transpose", "Shape", "Gather", "Slice", "Concat", "Unsqueeze", "Squeeze", "Cast",
+                "Range", "Expand", "Where", "IsNaN", "And", "GreaterOrEqual", "Max", "GatherND", "Constant",
+                "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"}
+    return sorted({n.op_type for n in graph.model.graph if n.op_type not in plumbing})
