@@ -1,0 +1,54 @@
+"""Shared fixtures: the real all-MiniLM-L6-v2 model, real text, and artifacts built from them once per run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import edgesdk
+from edgesdk import progress
+from edgesdk.zoo import minilm
+
+progress.set_enabled(False)
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("edgesdk")
+
+
+@pytest.fixture(scope="session")
+def minilm_data(workdir):
+    """(calibration npz, held-out npz) of tokenized standard-library sentences."""
+    calibration, heldout = minilm.datasets(calibration=64, heldout=600)
+    calib_path, heldout_path = workdir / "calib.npz", workdir / "heldout.npz"
+    np.savez(calib_path, **calibration)
+    np.savez(heldout_path, **heldout)
+    return calib_path, heldout_path
+
+
+@pytest.fixture(scope="session")
+def minilm_graph():
+    module, example, options = minilm.build_model()
+    return edgesdk.load(module, example, **options)
+
+
+@pytest.fixture(scope="session")
+def minilm_onnx(workdir, minilm_graph):
+    """The float model as an ONNX file with a 'sentence_embedding' output."""
+    return minilm_graph.save(workdir / "minilm_fp32.onnx")
+
+
+@pytest.fixture(scope="session")
+def minilm_artifacts(workdir, minilm_graph, minilm_data):
+    """recipe name -> artifact directory, converted on first use."""
+    calib, _ = minilm_data
+    cache: dict[str, object] = {}
+
+    def build(recipe: str):
+        if recipe not in cache:
+            quantized = edgesdk.quantize(minilm_graph, recipe, calibration=calib if recipe == "int8" else None)
+            cache[recipe] = edgesdk.export(quantized, "host", workdir / f"artifact-{recipe}", reference_data=calib)
+        return cache[recipe]
+
+    return build
