@@ -63,14 +63,29 @@ def export(
     target = target if isinstance(target, Target) else load_target(target)
     exporter = get_exporter(target.exporter)
     out = Path(out_dir).expanduser()
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
         if not overwrite:
             raise UsageError(f"{out}: exists and is not empty")
         if not (out / "manifest.json").exists():
             raise UsageError(f"{out}: exists, is not empty and is not an edgesdk artifact; choose another -o")
+    # Write beside the destination and rename at the end: a failed export leaves the old artifact intact
+    # and no half-written directory behind.
+    partial = out.parent / f".{out.name}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        artifact = _write_artifact(graph, target, exporter, partial, reference_data)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    if out.exists():
         shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    partial.rename(out)
+    artifact.path = out
+    return artifact
 
+
+def _write_artifact(graph: Graph, target: Target, exporter, out: Path, reference_data: Any) -> Artifact:
     float_graph = graph.float_graph or graph
     with progress.step(f"exporting for {target.name} ({exporter.RUNTIME})"):
         model_path, extra = exporter.write(graph, target, out)
@@ -93,7 +108,7 @@ def export(
         "quantization": graph.report,
         **extra,
     }
-    data = reference_data if reference_data is not None else getattr(graph, "calibration", None)
+    data = reference_data if reference_data is not None else graph.calibration
     if data is not None:
         data = CalibrationData.coerce(data, "reference data")
         feeds = list(data.feeds(float_graph))[-REFERENCE_SAMPLES:]

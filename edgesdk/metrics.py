@@ -22,8 +22,21 @@ def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(norms > 0, dots / np.where(norms > 0, norms, 1), np.where(np.abs(a).sum(1) + np.abs(b).sum(1) == 0, 1.0, 0.0))
 
 
-def compare(actual: Sequence[dict[str, np.ndarray]], expected: Sequence[dict[str, np.ndarray]]) -> dict[str, dict[str, float]]:
-    """Per output name: cosine_mean, cosine_min, max_abs_error (and top1_agreement for [batch, classes])."""
+CLASSIFIER_HINTS = ("logit", "prob", "class", "score")
+
+
+def is_classifier_output(name: str, array: np.ndarray) -> bool:
+    """[batch, classes] outputs named like logits/probabilities/scores get a top-1 agreement figure."""
+    return array.ndim == 2 and array.shape[1] > 1 and any(h in name.lower() for h in CLASSIFIER_HINTS)
+
+
+def compare(
+    actual: Sequence[dict[str, np.ndarray]],
+    expected: Sequence[dict[str, np.ndarray]],
+    classifier_outputs: Sequence[str] = (),
+) -> dict[str, dict[str, float]]:
+    """Per output name: cosine_mean, cosine_min, max_abs_error, and top1_agreement for classifier outputs
+    (named in ``classifier_outputs`` or recognised by :func:`is_classifier_output`)."""
     if len(actual) != len(expected):
         raise ValueError(f"{len(actual)} results against {len(expected)} references")
     result: dict[str, dict[str, float]] = {}
@@ -38,7 +51,7 @@ def compare(actual: Sequence[dict[str, np.ndarray]], expected: Sequence[dict[str
                 continue
             cosines.append(cosine(a, b))
             max_error = max(max_error, float(np.max(np.abs(a.astype(np.float64) - b))) if a.size else 0.0)
-            if b.ndim == 2 and b.shape[1] > 1:  # [batch, classes]: does the arg-max class agree?
+            if name in classifier_outputs or is_classifier_output(name, b):  # does the arg-max class agree?
                 agree += int((a.argmax(1) == b.argmax(1)).sum())
                 total += b.shape[0]
         all_cos = np.concatenate(cosines)

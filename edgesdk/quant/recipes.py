@@ -11,7 +11,7 @@ from pydantic.dataclasses import dataclass
 
 from .. import progress
 from ..calibration import CalibrationData
-from ..errors import CalibrationError, UsageError
+from ..errors import CalibrationError, ModelError, UsageError
 from ..graph import Graph
 
 REGISTRY: dict[str, type[Recipe]] = {}
@@ -37,6 +37,20 @@ class Recipe:
     def apply(self, graph: Graph, calibration: CalibrationData | None) -> Graph:
         raise NotImplementedError
 
+    def prepare(self, graph: Graph) -> Graph:
+        """A copy to quantize: weights computed by constant subgraphs (other tools' int8 storage,
+        transposed weights) folded into plain initializers so the passes see them as weights."""
+        from .passes.fold import FoldConstantWeightsPass
+
+        if graph.is_quantized:
+            raise ModelError(
+                f"{graph.source or graph.name} is already quantized (it has QuantizeLinear/DequantizeLinear or "
+                f"quantized kernels); export it as it is with --recipe fp32"
+            )
+        copy = graph.clone()
+        FoldConstantWeightsPass()(copy.model)
+        return copy
+
 
 def get_recipe(recipe: str | Recipe, **options: Any) -> Recipe:
     if isinstance(recipe, Recipe):
@@ -59,9 +73,20 @@ def _require(calibration: CalibrationData | None, recipe: str) -> CalibrationDat
     return calibration
 
 
-def _ensure_opset(graph: Graph, version: int) -> None:
-    if graph.model.opset_imports.get("", 0) < version:
-        graph.model.opset_imports[""] = version
+def _ensure_opset(graph: Graph, version: int) -> Graph:
+    """The graph converted up to opset ``version`` (ops whose signature changed, such as ReduceMean's
+    axes becoming an input at 18, are rewritten by ONNX's version converter)."""
+    import onnx_ir as ir
+    from onnx import version_converter
+
+    if graph.opset() >= version:
+        return graph
+    try:
+        proto = version_converter.convert_version(ir.serde.serialize_model(graph.model), version)
+    except Exception as exc:
+        raise ModelError(f"cannot convert the model from opset {graph.opset()} to {version}: {exc}") from None
+    graph.model = ir.serde.deserialize_model(proto)
+    return graph
 
 
 @register
@@ -106,7 +131,7 @@ class Int8(Recipe):
 
         data = _require(calibration, self.name)
         data.validate(graph)
-        q = graph.clone()
+        q = self.prepare(graph)
         report: dict[str, Any] = {}
 
         def activation_names(attention: bool) -> list[str]:
@@ -150,7 +175,7 @@ class Int8Dynamic(Recipe):
         from .passes.embeddings import EmbeddingPass
         from .passes.weights import Int8WeightsPass
 
-        q = graph.clone()
+        q = self.prepare(graph)
         weights = Int8WeightsPass()
         weights(q.model)
         acts = DynamicActivationsPass()
@@ -183,8 +208,7 @@ class Int4(Recipe):
         from .passes.embeddings import EmbeddingPass
         from .passes.weights import Int4WeightsPass
 
-        q = graph.clone()
-        _ensure_opset(q, 21)  # int4 tensors and block-wise DequantizeLinear arrived in opset 21
+        q = _ensure_opset(self.prepare(graph), 21)  # int4 tensors and block-wise DequantizeLinear arrived in opset 21
         with progress.step("int4 weights"):
             weights = Int4WeightsPass(self.block_size, self.symmetric, self.clip_search)
             weights(q.model)

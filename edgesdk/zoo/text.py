@@ -9,6 +9,7 @@ import importlib
 import inspect
 import random
 import re
+import warnings
 
 MODULES = [
     "argparse", "ast", "asyncio", "base64", "bisect", "calendar", "codecs", "collections", "colorsys",
@@ -35,7 +36,9 @@ def sentences(seed: int = 0) -> list[str]:
             module = importlib.import_module(name)
         except ImportError:
             continue
-        members = [module] + [getattr(module, a) for a in sorted(dir(module)) if not a.startswith("_")]
+        with warnings.catch_warnings():  # some members are deprecated aliases that warn when touched
+            warnings.simplefilter("ignore")
+            members = [module] + [getattr(module, a) for a in sorted(dir(module)) if not a.startswith("_")]
         for obj in members:
             if not (inspect.ismodule(obj) or inspect.isclass(obj) or inspect.isfunction(obj)):
                 continue
