@@ -29,6 +29,12 @@ _CODE = re.compile(r">>>|[{}\[\]=]")
 
 def sentences(seed: int = 0) -> list[str]:
     """Unique sentences of 40-400 characters from standard-library docstrings, shuffled with ``seed``."""
+    with warnings.catch_warnings():  # some members are deprecated aliases (typing.io) that warn when read
+        warnings.simplefilter("ignore")
+        return _sentences(seed)
+
+
+def _sentences(seed: int) -> list[str]:
     seen: set[str] = set()
     found: list[str] = []
     for name in MODULES:
@@ -36,9 +42,7 @@ def sentences(seed: int = 0) -> list[str]:
             module = importlib.import_module(name)
         except ImportError:
             continue
-        with warnings.catch_warnings():  # some members are deprecated aliases that warn when touched
-            warnings.simplefilter("ignore")
-            members = [module] + [getattr(module, a) for a in sorted(dir(module)) if not a.startswith("_")]
+        members = [module] + [getattr(module, a) for a in sorted(dir(module)) if not a.startswith("_")]
         for obj in members:
             if not (inspect.ismodule(obj) or inspect.isclass(obj) or inspect.isfunction(obj)):
                 continue
