@@ -48,3 +48,47 @@ class MissingDependencyError(EdgeSDKError):
             f"{purpose} needs the Python package '{module}', which is not installed: "
             f"pip install 'edgesdk[{extra}]'"
         )
+
+
+class DeviceError(EdgeSDKError):
+    """A device that cannot be reached, refuses us, or fails to run an artifact."""
+
+    exit_code = 7
+
+
+class InventoryError(DeviceError):
+    """devices.yaml is missing, not valid YAML, or has a wrong key or value (the message names the line)."""
+
+    exit_code = 2
+
+
+class DeviceConnectionError(DeviceError):
+    """The device is unreachable: closed port, no route, timeout, connection lost."""
+
+
+class HostKeyError(DeviceConnectionError):
+    """The device's host key is unknown (under strict) or differs from known_hosts."""
+
+    exit_code = 8
+
+
+class DeviceAuthError(DeviceConnectionError):
+    """The device refused our key (or we have no usable key)."""
+
+    exit_code = 8
+
+
+class DeviceTimeoutError(DeviceError):
+    """A command on the device ran past its time limit (it was killed there too)."""
+
+
+class MissingRuntimeError(DeviceError):
+    """The device lacks the runtime an artifact needs; the message holds the install command."""
+
+
+class UploadError(DeviceError):
+    """A file pushed to the device did not arrive intact."""
+
+
+class RunnerError(DeviceError):
+    """The on-device runner failed or printed something that is not its JSON document."""
