@@ -67,6 +67,10 @@ def quantized_tensors(graph: ir.Graph) -> dict[str, list[dict[str, Any]]]:
                 "dtype": zp.dtype.name.lower() if zp is not None and zp.dtype else "uint8",
                 "scale": float(scale.numpy().reshape(-1)[0]) if scale is not None else None,
             })
+        elif op == "Gather" and node.inputs[0].const_value is not None and node.inputs[0].dtype == ir.DataType.INT8:
+            # an ORT-lowered int8 embedding: rows are gathered, then scaled
+            data = node.inputs[0]
+            weights.append({"tensor": data.name, "dtype": "int8", "shape": list(data.shape), "granularity": "per-row (gathered rows scaled)"})
         elif op == "DynamicQuantizeLinear":
             activations.append({"tensor": node.inputs[0].name, "dtype": "uint8", "scale": "dynamic"})
         elif node.domain == "com.microsoft" and op in ("MatMulNBits", "MatMulIntegerToFloat", "DynamicQuantizeMatMul", "GatherBlockQuantized"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,10 @@ def from_torch(
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "model.onnx"
         try:
-            with torch.no_grad():
+            # The exporter's deprecation and shape-naming warnings are about torch internals, not the
+            # user's model; real failures still raise.
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
                 torch.onnx.export(
                     module,
                     args,
