@@ -4,7 +4,7 @@ The API is loaded on first use so ``import edgesdk`` (and the CLI's --help) stay
 
 from __future__ import annotations
 
-__all__ = ["load", "quantize", "export", "verify", "inspect", "EdgeSDKError"]
+__all__ = ["load", "quantize", "export", "verify", "inspect", "profile", "deploy", "EdgeSDKError"]
 
 from .errors import EdgeSDKError
 
@@ -14,6 +14,10 @@ def __getattr__(name: str):
         from . import api
 
         return getattr(api, name)
+    if name in ("profile", "deploy"):
+        from .devices import api as device_api
+
+        return getattr(device_api, name)
     if name == "inspect":
         from .inspection import inspect
 

@@ -45,3 +45,24 @@ def _console():
     from rich.console import Console
 
     return Console(stderr=True)
+
+
+@contextlib.contextmanager
+def bar(description: str, total: int | None, unit: str = "count"):
+    """A bar advanced by calling the yielded ``update(done, total=None)``; unit 'bytes' shows sizes and speed.
+    The callback is a no-op when progress is off, so callers never test for it."""
+    if not enabled():
+        yield lambda done, total=None: None
+        return
+    from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn,
+                               TimeElapsedColumn, TransferSpeedColumn)
+
+    columns = [TextColumn("{task.description}"), BarColumn()]
+    columns += [DownloadColumn(), TransferSpeedColumn()] if unit == "bytes" else [MofNCompleteColumn(), TimeElapsedColumn()]
+    with Progress(*columns, console=_console(), transient=True) as progress_bar:
+        task = progress_bar.add_task(description, total=total)
+
+        def update(done: int, total: int | None = None) -> None:
+            progress_bar.update(task, completed=done, **({"total": total} if total is not None else {}))
+
+        yield update

@@ -1,0 +1,33 @@
+"""Human output of a ProfileResult (profile and deploy share it)."""
+
+from __future__ import annotations
+
+
+def print_profile(result) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    lat = result.latency
+    facts = result.facts
+    table = Table(title=f"{result.model} ({result.recipe}) on {result.device} [{result.target}]", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("device", f"{facts.arch}, {facts.cpu or '?'} x{facts.cores or '?'}, {facts.os}, kernel {facts.kernel}")
+    table.add_row("runtime", f"onnxruntime {result.runtime.get('version', '?')}, python {facts.python}, "
+                             f"threads {result.runtime.get('threads') or 'default'}")
+    table.add_row("latency (ms)", f"p50 {lat.p50:.2f}  p90 {lat.p90:.2f}  p99 {lat.p99:.2f}  "
+                                  f"mean {lat.mean:.2f} ± {lat.std:.2f}  min {lat.min:.2f}  max {lat.max:.2f}  (n={lat.n})")
+    table.add_row("peak RSS", f"{result.peak_rss_mb:.1f} MB")
+    for name, m in result.accuracy.items():
+        host = result.host_accuracy.get(name, {}).get("cosine_mean")
+        host_text = f"  (host at export: {host:.6f})" if host is not None else ""
+        table.add_row(f"accuracy {name}", f"cosine mean {m['cosine_mean']:.6f} min {m['cosine_min']:.6f}, "
+                                          f"max |err| {m['max_abs_error']:.4g}{host_text}")
+    up = result.upload
+    table.add_row("upload", f"{len(up.uploaded)} file(s), {up.bytes_sent / 1e6:.1f} MB sent; {len(up.skipped)} already there")
+    phases = result.phases_s
+    table.add_row("wall time (s)", "  ".join(f"{k} {phases[k]:.2f}" for k in ("connect", "facts", "upload", "run", "collect")
+                                            if k in phases))
+    table.add_row("run record", str(result.run_dir))
+    console.print(table)

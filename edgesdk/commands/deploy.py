@@ -1,0 +1,42 @@
+"""edgesdk deploy MODEL --target TARGET [--device NAME] [--recipe R] [--calib F] [--runs N] [--json]"""
+
+from __future__ import annotations
+
+from ._common import add_json_flag, parse_options, print_json
+from .profile import add_device_flags
+
+
+def add_parser(sub):
+    p = sub.add_parser(
+        "deploy",
+        help="convert a model for a target, push it to a device of that target and profile it there",
+        description="Import, quantize and export MODEL for TARGET (as 'edgesdk convert'), then profile the artifact on "
+        "--device, or on the first device of that target in devices.yaml (the local device for --target host).",
+    )
+    p.add_argument("model", help="an .onnx file, or a .py file whose build_model() returns (nn.Module, example_inputs)")
+    p.add_argument("--target", required=True, help="a target in targets/, e.g. host, rpi4")
+    p.add_argument("--device", default=None, help="a device in devices.yaml (default: the first of the target)")
+    p.add_argument("--recipe", default=None, help="quantization recipe (default: the target's)")
+    p.add_argument("--calib", metavar="NPZ", help="calibration data: one array per model input, first axis = samples")
+    p.add_argument("--reference", metavar="NPZ", help="reference inputs for on-device accuracy (default: --calib)")
+    p.add_argument("--option", "-O", action="append", default=[], metavar="KEY=VALUE", help="a recipe option (repeatable)")
+    p.add_argument("-o", "--out", metavar="OUT_DIR", help="artifact directory (default: out/<model>-<target>-<recipe>)")
+    add_device_flags(p)
+    add_json_flag(p)
+    return p
+
+
+def run(args) -> int:
+    from ..devices.api import deploy
+
+    result = deploy(args.model, target=args.target, device=args.device, recipe=args.recipe, calibration=args.calib,
+                    runs=args.runs, warmup=args.warmup, out_dir=args.out, reference_data=args.reference,
+                    devices=args.devices, runs_dir=args.runs_dir, budget_s=args.budget, **parse_options(args.option))
+    if args.json:
+        print_json(result.to_json())
+        return 0
+    from ._profile_output import print_profile
+
+    print(f"artifact: {result.artifact}")
+    print_profile(result)
+    return 0

@@ -1,0 +1,42 @@
+"""edgesdk profile ARTIFACT_DIR --device NAME --runs N --warmup N [--json]"""
+
+from __future__ import annotations
+
+from ._common import add_json_flag, print_json
+
+
+def add_device_flags(p) -> None:
+    p.add_argument("--devices", metavar="YAML", help="device inventory (default: $EDGESDK_DEVICES, else ./devices.yaml)")
+    p.add_argument("--runs", type=int, default=100, help="timed iterations (default 100)")
+    p.add_argument("--warmup", type=int, default=10, help="untimed iterations first (default 10)")
+    p.add_argument("--budget", type=float, default=None, metavar="SECONDS", help="stop the timed runs after this long")
+    p.add_argument("--runs-dir", metavar="DIR", help="where run records go (default: $EDGESDK_RUNS, else ./runs)")
+
+
+def add_parser(sub):
+    p = sub.add_parser(
+        "profile",
+        help="run an artifact on a device: latency, peak memory, on-device accuracy",
+        description="Push an artifact directory to a device (skipping files already there), run it with the runtime's "
+        "runner and bring back latency statistics, peak RSS and the accuracy of the device's outputs against the "
+        "float reference in the manifest. The run is recorded under runs/.",
+    )
+    p.add_argument("artifact", help="an artifact directory written by 'edgesdk convert'")
+    p.add_argument("--device", default="local", help="a device in devices.yaml (default: local)")
+    add_device_flags(p)
+    add_json_flag(p)
+    return p
+
+
+def run(args) -> int:
+    from ..devices.api import profile
+
+    result = profile(args.artifact, device=args.device, runs=args.runs, warmup=args.warmup, budget_s=args.budget,
+                     devices=args.devices, runs_dir=args.runs_dir)
+    if args.json:
+        print_json(result.to_json())
+        return 0
+    from ._profile_output import print_profile
+
+    print_profile(result)
+    return 0

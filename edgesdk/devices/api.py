@@ -1,0 +1,304 @@
+"""profile, deploy and check: the device half of the Python API (the CLI calls these).
+
+    result = edgesdk.profile("out/minilm", device="pi-lab", runs=200)
+    result = edgesdk.deploy("model.onnx", target="rpi4", calibration="calib.npz")
+    assert result.latency.p90_ms < 25 and result.cosine > 0.995
+
+A profile: connect -> device facts (runtime present?) -> push artifact + runner (sha256-checked,
+skipped when already there) -> run the runner -> fetch its reference outputs -> accuracy against the
+float reference. Every step's result is written to the run directory as it arrives."""
+
+from __future__ import annotations
+
+import dataclasses
+import posixpath
+import time
+from pathlib import Path
+from typing import Any
+
+from .. import progress
+from ..artifact import MANIFEST, Artifact, sha256_file
+from ..errors import ArtifactError, DeviceAuthError, DeviceConnectionError, EdgeSDKError, HostKeyError, UsageError
+from ..metrics import compare
+from ..runs import Run, RunStore
+from ..targets import Target, load_target
+from . import facts as device_facts
+from . import runner as device_runner
+from .inventory import Device, Inventory, load_inventory
+from .transport import Transport, open_transport
+from .upload import FileToPush, PushResult, push
+
+RUNNER_FOR_FORMAT = {"onnx": "ort"}  # artifact format -> runner template
+DEFAULT_TIMEOUT_S = 900.0
+
+
+@dataclasses.dataclass
+class ProfileResult:
+    run_id: str
+    run_dir: Path
+    device: str
+    target: str
+    artifact: str
+    model: str
+    recipe: str
+    latency: device_runner.LatencyStats
+    latencies_ms: list[float]
+    peak_rss_mb: float
+    accuracy: dict[str, dict[str, float]]  # on-device outputs vs the float reference, per output
+    host_accuracy: dict[str, dict[str, float]]  # the same check on the host at export time
+    facts: device_facts.DeviceFacts
+    runtime: dict[str, Any]
+    upload: PushResult
+    phases_s: dict[str, float]  # connect, facts, upload, run, collect (+ the runner's own breakdown)
+
+    @property
+    def cosine(self) -> float | None:
+        """The worst mean cosine over outputs (None without reference data)."""
+        values = [m["cosine_mean"] for m in self.accuracy.values()]
+        return min(values) if values else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "run_dir": str(self.run_dir),
+            "device": self.device,
+            "target": self.target,
+            "artifact": self.artifact,
+            "model": self.model,
+            "recipe": self.recipe,
+            "latency_ms": self.latency.to_json(),
+            "peak_rss_mb": self.peak_rss_mb,
+            "accuracy": self.accuracy,
+            "host_accuracy": self.host_accuracy,
+            "device_facts": self.facts.to_json(),
+            "runtime": self.runtime,
+            "upload": dataclasses.asdict(self.upload),
+            "phases_s": self.phases_s,
+        }
+
+
+class DeviceSession:
+    """An open transport to one device plus its facts; several profiles can share one."""
+
+    def __init__(self, device: Device, transport: Transport, facts: device_facts.DeviceFacts, phases: dict[str, float]):
+        self.device, self.transport, self.facts, self.phases = device, transport, facts, phases
+        self.target = load_target(device.target)
+
+    @classmethod
+    def open(cls, device: Device) -> DeviceSession:
+        phases: dict[str, float] = {}
+        start = time.perf_counter()
+        with progress.step(f"connecting to {device.name} ({device.address})"):
+            transport = open_transport(device)
+        phases["connect"] = time.perf_counter() - start
+        try:
+            start = time.perf_counter()
+            facts = device_facts.gather(transport, device.interpreter)
+            phases["facts"] = time.perf_counter() - start
+        except BaseException:
+            transport.close()
+            raise
+        return cls(device, transport, facts, phases)
+
+    def require(self, runner: str) -> None:
+        """Refuse (with the install command) when the device lacks what ``runner`` imports."""
+        device_facts.require_runtime(self.facts, runner, self.target, self.device.name, self.device.interpreter)
+
+    def close(self) -> None:
+        self.transport.close()
+
+    def __enter__(self) -> DeviceSession:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def resolve_device(device: str | Device | None, devices: str | Path | Inventory | None = None,
+                   target: str | None = None) -> Device:
+    if isinstance(device, Device):
+        return device
+    inventory = devices if isinstance(devices, Inventory) else load_inventory(devices)
+    if device:
+        return inventory.get(device)
+    return inventory.for_target(target or "host")
+
+
+def profile(
+    artifact: str | Path | Artifact,
+    device: str | Device = "local",
+    runs: int = 100,
+    warmup: int = 10,
+    budget_s: float | None = None,
+    devices: str | Path | Inventory | None = None,
+    runs_dir: str | Path | None = None,
+    timeout_s: float | None = None,
+    session: DeviceSession | None = None,
+) -> ProfileResult:
+    """Run an artifact on a device: latency of ``runs`` timed iterations (after ``warmup``), peak RSS,
+    and on-device accuracy on the artifact's reference inputs. ``budget_s`` stops the timed runs early."""
+    if runs < 1 or warmup < 0:
+        raise UsageError(f"--runs must be >= 1 and --warmup >= 0 (got {runs} and {warmup})")
+    art = artifact if isinstance(artifact, Artifact) else Artifact.load(artifact)
+    runner = RUNNER_FOR_FORMAT.get(art.format)
+    if runner is None:
+        raise ArtifactError(f"{art.path}: no on-device runner for format '{art.format}' yet")
+    dev = session.device if session else resolve_device(device, devices)
+    manifest = art.manifest
+    model = (manifest.get("model") or {}).get("name") or art.path.name
+    recipe = (manifest.get("recipe") or {}).get("name", "")
+    run = RunStore(runs_dir).start(dev.name, model, str(art.path), dev.target, recipe)
+    own_session = session is None
+    try:
+        run.copy_in(art.path / MANIFEST, "manifest.json")
+        if own_session:
+            session = DeviceSession.open(dev)
+        run.write_json("device.json", {"device": _device_record(dev), "facts": session.facts.to_json()})
+        session.require(runner)
+        return _profile_on(session, art, runner, run, runs, warmup, budget_s, timeout_s, model, recipe)
+    except BaseException as exc:
+        run.fail(exc if isinstance(exc, EdgeSDKError) else f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        if own_session and session is not None:
+            session.close()
+
+
+def _profile_on(session: DeviceSession, art: Artifact, runner: str, run: Run, runs: int, warmup: int,
+                budget_s: float | None, timeout_s: float | None, model: str, recipe: str) -> ProfileResult:
+    dev, transport = session.device, session.transport
+    phases = {"connect": session.phases.get("connect", 0.0), "facts": session.phases.get("facts", 0.0)}
+    python = dev.interpreter
+
+    # Files: the artifact's device files in a directory named by the manifest's hash, the runner by its own.
+    script = device_runner.render(runner, session.target)
+    runner_file = run.dir / "runner.py"
+    runner_file.write_text(script)
+    manifest_sha = sha256_file(art.path / MANIFEST)
+    remote_artifact = posixpath.join(dev.workdir, "artifacts", manifest_sha[:16])
+    remote_runner = posixpath.join(dev.workdir, "runners", device_runner.runner_name(script, runner))
+    files = [FileToPush(runner_file, remote_runner, sha256_file(runner_file), runner_file.stat().st_size)]
+    for name in art.manifest.get("device_files") or [art.manifest["model_file"], MANIFEST]:
+        local = art.path / name
+        if not local.exists():
+            raise ArtifactError(f"{art.path}: device file {name} is missing")
+        entry = art.manifest["files"].get(name) or {"sha256": sha256_file(local), "bytes": local.stat().st_size}
+        files.append(FileToPush(local, posixpath.join(remote_artifact, name), entry["sha256"], entry["bytes"]))
+
+    start = time.perf_counter()
+    with progress.bar(f"uploading to {dev.name}", None, unit="bytes") as update:
+        pushed = push(transport, python, files, progress=update)
+    phases["upload"] = time.perf_counter() - start
+
+    remote_outputs = posixpath.join(dev.workdir, "outputs", f"{run.id}.npz")
+    argv = device_runner.runner_argv(python, remote_runner, remote_artifact, remote_outputs, runs, warmup,
+                                     session.target.threads, budget_s)
+    timeout = timeout_s or (budget_s + DEFAULT_TIMEOUT_S if budget_s else DEFAULT_TIMEOUT_S)
+    start = time.perf_counter()
+    with progress.bar(f"running on {dev.name}", warmup + runs) as update:
+        def on_line(line: str) -> None:
+            parsed = device_runner.parse_progress(line)
+            if parsed:
+                phase, done, _ = parsed
+                update(done if phase == "warmup" else warmup + done)
+
+        completed = transport.run(argv, timeout=timeout, on_stderr_line=on_line)
+    phases["run"] = time.perf_counter() - start
+    document = device_runner.parse_output(completed.stdout, completed.stderr, completed.exit_code)
+    run.write_json("latencies.json", {"warmup": document["warmup"], "latencies_ms": document["latencies_ms"]})
+    phases.update({f"runner_{k}": v for k, v in (document.get("phases_s") or {}).items()})
+
+    start = time.perf_counter()
+    _, expected = art.reference()
+    accuracy: dict[str, dict[str, float]] = {}
+    if expected:
+        local_outputs = run.dir / "outputs.npz"
+        transport.get(remote_outputs, local_outputs)
+        actual = device_runner.read_outputs(local_outputs, document["outputs"], len(expected))
+        accuracy = compare(actual, expected)
+    transport.remove(remote_outputs)
+    phases["collect"] = time.perf_counter() - start
+
+    result = ProfileResult(
+        run_id=run.id, run_dir=run.dir, device=dev.name, target=dev.target, artifact=str(art.path), model=model,
+        recipe=recipe, latency=device_runner.LatencyStats.of(document["latencies_ms"]),
+        latencies_ms=document["latencies_ms"], peak_rss_mb=float(document["peak_rss_mb"]), accuracy=accuracy,
+        host_accuracy=(art.manifest.get("accuracy") or {}).get("outputs", {}), facts=session.facts,
+        runtime=document.get("runtime", {}), upload=pushed, phases_s=phases,
+    )
+    run.finish(result.to_json())
+    return result
+
+
+def _device_record(device: Device) -> dict[str, Any]:
+    """The device's settings for the run record (the key's path is left out: records get shared)."""
+    return device.model_dump(exclude={"key"}) | {"python": device.interpreter}
+
+
+def deploy(
+    model: Any,
+    target: str | Target = "host",
+    device: str | Device | None = None,
+    recipe: str | None = None,
+    calibration: Any = None,
+    runs: int = 100,
+    warmup: int = 10,
+    out_dir: str | Path | None = None,
+    reference_data: Any = None,
+    devices: str | Path | Inventory | None = None,
+    runs_dir: str | Path | None = None,
+    budget_s: float | None = None,
+    **recipe_options: Any,
+) -> ProfileResult:
+    """Convert (load -> quantize -> export for ``target``) and profile on a device of that target: the
+    named one, else the first of the target in the inventory (the local device for target 'host')."""
+    from .. import api
+
+    tgt = target if isinstance(target, Target) else load_target(target)
+    dev = resolve_device(device, devices, tgt.name)
+    if dev.target != tgt.name:
+        raise UsageError(f"device '{dev.name}' is a '{dev.target}' device, not '{tgt.name}'; pick a device of that "
+                         "target or change --target")
+    if runs < 1 or warmup < 0:
+        raise UsageError(f"--runs must be >= 1 and --warmup >= 0 (got {runs} and {warmup})")
+    # Reach the device (and find its runtime) before a conversion that may take minutes.
+    with DeviceSession.open(dev) as session:
+        session.require(tgt.runner)
+        graph = api.load(model)
+        recipe_name = recipe or tgt.default_recipe
+        quantized = api.quantize(graph, recipe_name, calibration=calibration, **recipe_options)
+        out = out_dir or Path("out") / f"{_plain(graph.name or 'model')}-{tgt.name}-{recipe_name}"
+        artifact = api.export(quantized, tgt, out, reference_data=reference_data)
+        return profile(artifact, runs=runs, warmup=warmup, budget_s=budget_s, runs_dir=runs_dir, session=session)
+
+
+def _plain(text: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "model"
+
+
+def check_device(device: Device) -> dict[str, Any]:
+    """Reachability, host key, arch, python and runtimes of one device; never raises for device problems."""
+    report: dict[str, Any] = {"device": device.name, "target": device.target, "transport": device.transport,
+                              "address": device.address, "ok": False}
+    try:
+        with DeviceSession.open(device) as session:
+            facts = session.facts
+            report.update(reachable=True, host_key="ok" if device.transport == "ssh" else "n/a",
+                          connect_s=round(session.phases["connect"], 3), arch=facts.arch, cpu=facts.cpu,
+                          cores=facts.cores, kernel=facts.kernel, os=facts.os, python=facts.python,
+                          python_executable=facts.python_executable, runtimes=facts.runtimes)
+            missing = device_facts.missing_runtimes(facts, session.target.runner)
+            if missing:
+                report["error"] = (f"missing {' and '.join(missing)}; install with: "
+                                   f"{device_facts.install_command(session.target, device.interpreter)}")
+            else:
+                report["ok"] = True
+    except (HostKeyError, DeviceAuthError) as exc:  # the port answered; the key exchange or login did not
+        report.update(reachable=True, host_key="ok" if isinstance(exc, DeviceAuthError) else "refused", error=str(exc))
+    except DeviceConnectionError as exc:
+        report.update(reachable=False, error=str(exc))
+    except EdgeSDKError as exc:
+        report["error"] = str(exc)
+    return report

@@ -1,0 +1,436 @@
+"""Transports: one interface to run commands and move files on a device, over SSH or on this machine.
+
+    run(argv, timeout) -> Completed(exit_code, stdout, stderr)    argv is a list, never a shell string
+    put(local, remote, progress) / get(remote, local) / close()
+
+Over SSH every argument goes through shlex.join, so nothing from a name or path reaches the device's
+shell raw. A command runs under coreutils `timeout` in its own process group: when it runs too long it
+is killed on the device (with its children), not just abandoned by the client."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import (
+    DeviceAuthError,
+    DeviceConnectionError,
+    DeviceError,
+    DeviceTimeoutError,
+    HostKeyError,
+    InventoryError,
+)
+from .inventory import Device
+
+ProgressCallback = Callable[[int, int], None]  # (bytes done, bytes total) of one file
+LineCallback = Callable[[str], None]
+
+KILL_GRACE_S = 3  # after TERM, how long a timed-out command gets before KILL
+CHUNK = 1 << 18
+
+
+@dataclass
+class Completed:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+class Transport(ABC):
+    def __init__(self, device: Device):
+        self.device = device
+
+    @abstractmethod
+    def run(self, argv: Sequence[str], timeout: float = 60.0, on_stderr_line: LineCallback | None = None) -> Completed:
+        """Run argv on the device; raise DeviceTimeoutError (after killing it) past ``timeout`` seconds."""
+
+    @abstractmethod
+    def put(self, local: Path, remote: str, progress: ProgressCallback | None = None) -> None: ...
+
+    @abstractmethod
+    def get(self, remote: str, local: Path) -> None: ...
+
+    @abstractmethod
+    def remove(self, remote: str) -> None:
+        """Delete a file on the device if it exists (no shell involved)."""
+
+    def close(self) -> None:
+        pass
+
+    def path(self, remote: str) -> str:
+        """A device path as this transport's file calls take it (the workdir may start with ~/)."""
+        return remote
+
+    def __enter__(self) -> Transport:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _timed_out(self, argv: Sequence[str], timeout: float) -> DeviceTimeoutError:
+        return DeviceTimeoutError(
+            f"'{Path(argv[0]).name}' on device '{self.device.name}' ran past its {timeout:g} s limit and was killed there"
+        )
+
+
+class _LineSplitter:
+    """Feeds complete lines of a byte stream to a callback, keeping the whole text."""
+
+    def __init__(self, callback: LineCallback | None):
+        self.callback, self.chunks, self._partial = callback, [], b""
+
+    def feed(self, data: bytes) -> None:
+        self.chunks.append(data)
+        if self.callback:
+            *lines, self._partial = (self._partial + data).split(b"\n")
+            for line in lines:
+                self.callback(line.decode("utf-8", "replace"))
+
+    def text(self) -> str:
+        return b"".join(self.chunks).decode("utf-8", "replace")
+
+
+class LocalTransport(Transport):
+    """This machine: argv runs without a shell, in its own session so a timeout kills its children too."""
+
+    def run(self, argv, timeout=60.0, on_stderr_line=None) -> Completed:
+        try:
+            proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        except FileNotFoundError:
+            return Completed(127, "", f"{argv[0]}: not found")
+        except PermissionError:
+            return Completed(126, "", f"{argv[0]}: permission denied")
+        out, err = _LineSplitter(None), _LineSplitter(on_stderr_line)
+        readers = [threading.Thread(target=_pump, args=(proc.stdout, out), daemon=True),
+                   threading.Thread(target=_pump, args=(proc.stderr, err), daemon=True)]
+        for reader in readers:
+            reader.start()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            raise self._timed_out(argv, timeout) from None
+        except BaseException:
+            _kill_group(proc)
+            raise
+        for reader in readers:
+            reader.join()
+        return Completed(proc.returncode, out.text(), err.text())
+
+    def put(self, local, remote, progress=None) -> None:
+        total, done = Path(local).stat().st_size, 0
+        with open(local, "rb") as src, open(self.path(remote), "wb") as dst:
+            for chunk in iter(lambda: src.read(CHUNK), b""):
+                dst.write(chunk)
+                done += len(chunk)
+                if progress:
+                    progress(done, total)
+
+    def get(self, remote, local) -> None:
+        shutil.copyfile(self.path(remote), local)
+
+    def remove(self, remote) -> None:
+        try:
+            os.remove(self.path(remote))
+        except FileNotFoundError:
+            pass
+
+    def path(self, remote: str) -> str:
+        return os.path.expanduser(remote)
+
+
+def _pump(stream, sink: _LineSplitter) -> None:
+    for data in iter(lambda: stream.read1(CHUNK), b""):
+        sink.feed(data)
+    stream.close()
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    for sig, wait in ((signal.SIGTERM, KILL_GRACE_S), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+# The device runs: sh -c '<announce pid>; exec "$@"' sh timeout -k GRACE LIMIT argv...
+# `timeout` puts itself in a new process group and signals the whole group when the limit passes; the
+# announced pid (= that group) lets the client kill the group itself if it gives up first (Ctrl-C, lost link).
+_PID_MARK = "edgesdk-pid "
+_WRAPPER = f'echo "{_PID_MARK}$$" >&2; exec "$@"'
+
+
+def remote_command(argv: Sequence[str], timeout: float) -> str:
+    """The one string sent to the device's shell: every element quoted."""
+    return shlex.join(["sh", "-c", _WRAPPER, "sh", "timeout", "-k", str(KILL_GRACE_S), f"{timeout:g}", *map(str, argv)])
+
+
+class SSHTransport(Transport):
+    """paramiko: one connection for every run/put/get of this object, keepalive, host keys verified."""
+
+    def __init__(self, device: Device):
+        super().__init__(device)
+        self._client = None
+        self._sftp = None
+
+    # -- connection --------------------------------------------------------------------------------
+    def connect(self) -> SSHTransport:
+        if self._client is not None:
+            return self
+        import paramiko
+
+        device = self.device
+        known_hosts = os.path.expanduser(device.known_hosts)
+        client = paramiko.SSHClient()
+        if os.path.exists(known_hosts):
+            try:
+                client.load_host_keys(known_hosts)
+            except (OSError, paramiko.SSHException) as exc:
+                raise HostKeyError(f"device '{device.name}': cannot read known_hosts {known_hosts}: {exc}") from None
+        policy = _AcceptNewPolicy(known_hosts) if device.host_key_policy == "accept-new" else _StrictPolicy()
+        client.set_missing_host_key_policy(policy)
+        auth = {"allow_agent": True, "look_for_keys": True}
+        if device.key:
+            key_file = os.path.expanduser(device.key)
+            if not os.path.isfile(key_file):
+                raise InventoryError(f"device '{device.name}': key file {key_file} does not exist")
+            auth = {"key_filename": key_file, "allow_agent": False, "look_for_keys": False}
+        timeout = device.connect_timeout
+        try:
+            client.connect(device.host, port=device.port, username=device.user or _local_user(), timeout=timeout,
+                           banner_timeout=timeout, auth_timeout=timeout, channel_timeout=timeout, **auth)
+        except _UnknownHostKey as exc:
+            client.close()
+            raise HostKeyError(
+                f"device '{device.name}' ({device.host}:{device.port}) offered a host key not in {known_hosts} "
+                f"({exc.fingerprint}); refused under host_key_policy strict. Check the fingerprint on the device, then "
+                f"add it (ssh-keyscan -p {device.port} {device.host} >> {known_hosts}) or set host_key_policy: accept-new"
+            ) from None
+        except paramiko.BadHostKeyException as exc:
+            client.close()
+            raise HostKeyError(
+                f"device '{device.name}' ({device.host}:{device.port}) offered a host key that DIFFERS from the one in "
+                f"{known_hosts} ({_fingerprint(exc.key)}); refused. If the device was reinstalled, remove the old "
+                f"entry with: ssh-keygen -R '[{device.host}]:{device.port}' -f {known_hosts}"
+            ) from None
+        except paramiko.PasswordRequiredException:
+            client.close()
+            raise DeviceAuthError(f"device '{device.name}': key {device.key} is passphrase-protected; load it into "
+                                  "ssh-agent and remove 'key' from devices.yaml") from None
+        except paramiko.AuthenticationException as exc:
+            client.close()
+            which = f"key {device.key}" if device.key else "ssh-agent / ~/.ssh keys"
+            raise DeviceAuthError(f"device '{device.name}' ({device.address}) refused authentication with {which}: {exc}") from None
+        except paramiko.SSHException as exc:
+            client.close()
+            raise DeviceConnectionError(f"device '{device.name}' ({device.host}:{device.port}): SSH failed: {exc}") from None
+        except (OSError, EOFError) as exc:  # NoValidConnectionsError, refused, timeout, DNS
+            client.close()
+            reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+            if isinstance(exc, TimeoutError) or "timed out" in reason:
+                reason = f"no answer within {timeout:g} s"
+            raise DeviceConnectionError(f"device '{device.name}' ({device.host}:{device.port}) is unreachable: {reason}") from None
+        link = client.get_transport()
+        link.set_keepalive(15)
+        # Small request/reply packets: without TCP_NODELAY each channel open waits ~40 ms on delayed ACKs.
+        link.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._client = client
+        return self
+
+    def close(self) -> None:
+        for thing in (self._sftp, self._client):
+            if thing is not None:
+                try:
+                    thing.close()
+                except Exception:  # closing a dead link must not hide the error that killed it
+                    pass
+        self._sftp = self._client = None
+
+    def _transport(self):
+        self.connect()
+        link = self._client.get_transport()
+        if link is None or not link.is_active():
+            raise DeviceConnectionError(f"lost the connection to device '{self.device.name}'")
+        return link
+
+    def _lost(self, exc: BaseException, doing: str) -> DeviceConnectionError:
+        self.close()
+        return DeviceConnectionError(f"lost the connection to device '{self.device.name}' while {doing}: "
+                                     f"{exc or type(exc).__name__}")
+
+    # -- commands ----------------------------------------------------------------------------------
+    def run(self, argv, timeout=60.0, on_stderr_line=None) -> Completed:
+        import paramiko
+
+        link = self._transport()
+        try:
+            channel = link.open_session(timeout=self.device.connect_timeout)
+            channel.exec_command(remote_command(argv, timeout))
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise self._lost(exc, f"starting {Path(argv[0]).name}") from None
+        pid: list[int] = []
+
+        def stderr_line(line: str) -> None:
+            if not pid and line.startswith(_PID_MARK):
+                pid.append(int(line[len(_PID_MARK):]))
+            elif on_stderr_line:
+                on_stderr_line(line)
+
+        out, err = _LineSplitter(None), _LineSplitter(stderr_line)
+        # The device's own `timeout` fires first; this client deadline only covers a device that hangs.
+        deadline = time.monotonic() + timeout + KILL_GRACE_S + 10
+        try:
+            while True:
+                got = False
+                while channel.recv_ready():
+                    out.feed(channel.recv(CHUNK))
+                    got = True
+                while channel.recv_stderr_ready():
+                    err.feed(channel.recv_stderr(CHUNK))
+                    got = True
+                if channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
+                    break
+                if not link.is_active():
+                    raise DeviceConnectionError(f"lost the connection to device '{self.device.name}' while running "
+                                                f"{Path(argv[0]).name}")
+                if time.monotonic() > deadline:
+                    raise self._timed_out(argv, timeout)
+                if not got:
+                    channel.status_event.wait(0.01)
+        except BaseException:
+            self._kill_remote(pid)
+            channel.close()
+            raise
+        code = channel.recv_exit_status()
+        channel.close()
+        stderr = err.text()
+        if stderr.startswith(_PID_MARK):
+            stderr = stderr.split("\n", 1)[1] if "\n" in stderr else ""
+        if code in (124, 128 + 9):  # `timeout`'s own codes: TERM stopped it / KILL was needed
+            raise self._timed_out(argv, timeout)
+        if code == 127 and "timeout: not found" in stderr:
+            raise DeviceError(f"device '{self.device.name}' has no 'timeout' command (coreutils or busybox needed)")
+        return Completed(code, out.text(), stderr)
+
+    def _kill_remote(self, pid: list[int]) -> None:
+        """Best effort: kill the command's process group on the device when the client gives up first."""
+        if not pid or self._client is None:
+            return
+        try:
+            channel = self._client.get_transport().open_session(timeout=5)
+            channel.exec_command(shlex.join(["kill", "-KILL", "--", f"-{pid[0]}"]))
+            channel.recv_exit_status()
+            channel.close()
+        except Exception:
+            pass
+
+    # -- files -------------------------------------------------------------------------------------
+    def _sftp_client(self):
+        if self._sftp is None:
+            self._transport()
+            try:
+                self._sftp = self._client.open_sftp()
+            except Exception as exc:
+                raise self._lost(exc, "opening SFTP") from None
+        return self._sftp
+
+    def put(self, local, remote, progress=None) -> None:
+        sftp = self._sftp_client()
+        size = Path(local).stat().st_size
+        try:
+            with open(local, "rb") as handle:
+                sftp.putfo(handle, self.path(remote), file_size=size, callback=progress, confirm=True)
+        except (OSError, EOFError, Exception) as exc:
+            if isinstance(exc, DeviceError):
+                raise
+            raise self._lost(exc, f"uploading {Path(local).name}") from None
+
+    def get(self, remote, local) -> None:
+        sftp = self._sftp_client()
+        try:
+            sftp.get(self.path(remote), str(local))
+        except FileNotFoundError:
+            raise DeviceError(f"device '{self.device.name}': {remote} does not exist") from None
+        except Exception as exc:
+            raise self._lost(exc, f"fetching {remote}") from None
+
+    def remove(self, remote) -> None:
+        sftp = self._sftp_client()
+        try:
+            sftp.remove(self.path(remote))
+        except FileNotFoundError:
+            pass
+        except Exception as exc:
+            raise self._lost(exc, f"removing {remote}") from None
+
+    def path(self, remote: str) -> str:
+        # SSH sessions and SFTP both start in the home directory: '~/x' is the relative path 'x'.
+        return remote[2:] if remote.startswith("~/") else ("." if remote == "~" else remote)
+
+
+def _local_user() -> str:
+    import getpass
+
+    return getpass.getuser()
+
+
+def _fingerprint(key) -> str:
+    import base64
+    import hashlib
+
+    digest = base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
+    return f"{key.get_name()} SHA256:{digest}"
+
+
+class _UnknownHostKey(Exception):
+    def __init__(self, fingerprint: str):
+        super().__init__(fingerprint)
+        self.fingerprint = fingerprint
+
+
+class _StrictPolicy:
+    """Unknown host key: refuse (paramiko calls this only for keys missing from known_hosts)."""
+
+    def missing_host_key(self, client, hostname, key):
+        raise _UnknownHostKey(_fingerprint(key))
+
+
+class _AcceptNewPolicy:
+    """Unknown host key: trust it and append it to known_hosts (a changed key is still refused by paramiko)."""
+
+    def __init__(self, known_hosts: str):
+        self.known_hosts = known_hosts
+
+    def missing_host_key(self, client, hostname, key):
+        client.get_host_keys().add(hostname, key.get_name(), key)
+        directory = os.path.dirname(self.known_hosts)
+        if directory:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+        with open(self.known_hosts, "a") as handle:
+            handle.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+
+
+def open_transport(device: Device) -> Transport:
+    """A connected transport for a device."""
+    if device.transport == "local":
+        return LocalTransport(device)
+    return SSHTransport(device).connect()
