@@ -26,6 +26,11 @@ class Target(BaseModel):
     # ORT contrib kernels (MatMulIntegerToFloat, MatMulNBits, GatherBlockQuantized) are in every ORT
     # CPU build; a target whose runtime lacks them sets this false and gets plain QDQ.
     ort_contrib_ops: bool = True
+    # ORT 1.31's SkipLayerNormalization CPU kernel is slower than Add + LayerNormalization; a target
+    # whose ORT build has a faster one sets this true (see the fp32 rows of benchmarks/minilm_recipes.py).
+    ort_skip_layernorm_fusion: bool = False
+    # MatMulNBits compute precision for int4 weights: 4 = int8 activations (faster), 0 = float.
+    ort_nbits_accuracy_level: Literal[0, 1, 2, 3, 4] = 4
     threads: int = Field(default=0, ge=0, description="intra-op threads on the device; 0 = runtime default")
     cflags: list[str] = []
     power_sensor: str = "none"

@@ -68,8 +68,9 @@ class DeviceFacts:
         return asdict(self)
 
 
-def parse_cpuinfo(text: str) -> tuple[str, int]:
-    """(CPU model, core count) from /proc/cpuinfo of x86 ('model name') or ARM ('CPU part', 'Model')."""
+def parse_cpuinfo(text: str) -> tuple[str, int, str]:
+    """(CPU model, processor count, board) from /proc/cpuinfo of x86 ('model name') or ARM boards
+    ('CPU implementer'/'CPU part' name the core; 'Model' names the board on a Raspberry Pi)."""
     fields: dict[str, str] = {}
     processors = 0
     for line in text.splitlines():
@@ -80,15 +81,17 @@ def parse_cpuinfo(text: str) -> tuple[str, int]:
         if key == "processor":
             processors += 1
         fields.setdefault(key, value)
-    if fields.get("model name"):
-        return " ".join(fields["model name"].split()), processors
-    part = ARM_PARTS.get((fields.get("CPU implementer", "").lower(), fields.get("CPU part", "").lower()))
-    if part:
-        return part, processors
-    for key in ("Model", "Hardware", "cpu model", "Processor"):
+    model_name = " ".join(fields.get("model name", "").split())
+    arm_core = ARM_PARTS.get((fields.get("CPU implementer", "").lower(), fields.get("CPU part", "").lower()))
+    board = fields.get("Model", "")
+    if model_name and not (arm_core and model_name.startswith("ARMv")):  # ARM kernels may name only the ISA
+        return model_name, processors, board
+    if arm_core:
+        return arm_core, processors, board
+    for key in ("Hardware", "cpu model", "Processor"):
         if fields.get(key):
-            return fields[key], processors
-    return "", processors
+            return fields[key], processors, board
+    return model_name, processors, board
 
 
 def parse_os_release(text: str) -> str:
@@ -114,7 +117,7 @@ def parse_facts(stdout: str) -> DeviceFacts:
         raw = json.loads(stdout.strip().splitlines()[-1])
     except (json.JSONDecodeError, IndexError):
         raise DeviceError(f"the device's facts are not JSON: {stdout[:200]!r}") from None
-    cpu, processors = parse_cpuinfo(raw.get("cpuinfo", ""))
+    cpu, processors, board = parse_cpuinfo(raw.get("cpuinfo", ""))
     return DeviceFacts(
         arch=raw.get("machine", ""),
         cpu=cpu,
@@ -124,7 +127,7 @@ def parse_facts(stdout: str) -> DeviceFacts:
         python=raw.get("python", ""),
         python_executable=raw.get("executable", ""),
         memory_mb=parse_meminfo_mb(raw.get("meminfo", "")),
-        board=raw.get("device_model", ""),
+        board=raw.get("device_model", "") or board,
         runtimes=dict(raw.get("modules", {})),
     )
 

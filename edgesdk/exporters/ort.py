@@ -17,9 +17,9 @@ def lower(graph: Graph, target: Target) -> tuple[Graph, dict[str, int]]:
     """A copy of ``graph`` in the form this target's ORT runs fastest."""
     lowered = graph.clone()
     counts: dict[str, int] = {}
-    if target.ort_contrib_ops and graph.is_quantized:
+    if target.ort_contrib_ops:
         with progress.step("lowering to ONNX Runtime kernels"):
-            counts = lower_for_ort(lowered.model.graph)
+            counts = lower_for_ort(lowered.model.graph, target.ort_skip_layernorm_fusion, target.ort_nbits_accuracy_level)
         if counts:
             lowered.model.opset_imports.setdefault(MS, 1)
     return lowered, counts
