@@ -68,8 +68,12 @@ class CalibrationData:
     def feeds(self, graph: Graph, limit: int | None = None) -> Iterator[Feed]:
         """Feeds checked and shaped for ``graph``; the first bad sample raises CalibrationError."""
         specs = graph.inputs
+        names = {s.name for s in specs}
         for index, raw in enumerate(self._raw[:limit]):
-            yield {spec.name: _shaped(spec, raw, index, self.origin) for spec in specs} | _check_extra(raw, specs, self.origin)
+            extra = sorted(set(raw) - names)
+            if extra and not names - set(raw):  # a missing input is the more useful message; _shaped gives it
+                raise CalibrationError(f"{self.origin}: has arrays the model has no input for: {extra} (model inputs: {sorted(names)})")
+            yield {spec.name: _shaped(spec, raw, index, self.origin) for spec in specs}
 
     def validate(self, graph: Graph) -> None:
         for _ in self.feeds(graph):
@@ -88,14 +92,6 @@ class _SampleRow:
 
     def __init__(self, array: np.ndarray, index: int):
         self.array, self.index = array, index
-
-
-def _check_extra(raw: Mapping[str, Any], specs: list[TensorSpec], origin: str) -> dict:
-    names = {s.name for s in specs}
-    extra = sorted(set(raw) - names)
-    if extra:
-        raise CalibrationError(f"{origin}: has arrays the model has no input for: {extra} (model inputs: {sorted(names)})")
-    return {}
 
 
 def _shaped(spec: TensorSpec, raw: Mapping[str, Any], index: int, origin: str) -> np.ndarray:

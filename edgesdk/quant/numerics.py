@@ -48,8 +48,9 @@ def blockwise(
     best_err = None
     for ratio in (np.linspace(1.0, 0.7, 7) if search_clip else (1.0,)):
         if symmetric:
+            # absmax / 7.5 puts ±absmax half a step inside [-8, 7]: every value within half a step, all 16 levels used
             absmax = np.abs(groups).max(axis=1) * ratio
-            scale = np.where(absmax > 0, absmax / (-qmin), 1.0)
+            scale = np.where(absmax > 0, absmax / (qmax + 0.5), 1.0)
             zp = np.zeros_like(scale)
         else:
             low = np.minimum(groups.min(axis=1), 0) * ratio

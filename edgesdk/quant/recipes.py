@@ -151,6 +151,8 @@ class Int8(Recipe):
             acts(q.model)
         report["int8_linears"] = len(weights.quantized)
         report["int8_activations"] = len(acts.ranges)
+        if acts.kept_float:
+            report["float_activations"] = acts.kept_float
         if self.embeddings:
             emb = EmbeddingPass(bits=8)
             emb(q.model)

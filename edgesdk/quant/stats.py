@@ -12,8 +12,8 @@ from ..calibration import CalibrationData
 from ..graph import Graph
 from ..runtime import ort_session
 
-# A bounded, evenly spaced sample of each tensor's values is kept for percentile ranges.
-_SAMPLE_PER_TENSOR = 1 << 18
+# A bounded, evenly spaced sample of each observed tensor's values is kept for percentile ranges.
+_SAMPLE_PER_OBSERVATION = 1 << 12
 
 
 @dataclasses.dataclass
@@ -36,7 +36,7 @@ class TensorStats:
             per_channel = np.abs(x.reshape(-1, x.shape[-1])).max(axis=0)
             self.channel_absmax = per_channel if self.channel_absmax is None else np.maximum(self.channel_absmax, per_channel)
         flat = x.ravel()
-        stride = max(1, flat.size // (_SAMPLE_PER_TENSOR // 16))
+        stride = max(1, flat.size // _SAMPLE_PER_OBSERVATION)
         self._samples.append(flat[self._seen % stride :: stride].copy())
         self._seen += 1
 

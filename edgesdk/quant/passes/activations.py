@@ -29,6 +29,7 @@ class StaticActivationsPass(ir.passes.InPlacePass):
         super().__init__()
         self.stats, self.percentile, self.attention = stats, percentile, attention
         self.ranges: dict[str, tuple[float, float]] = {}
+        self.kept_float: dict[str, str] = {}
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         graph = model.graph
@@ -41,6 +42,10 @@ class StaticActivationsPass(ir.passes.InPlacePass):
                 if stats is None:
                     continue
                 low, high = stats.range(self.percentile)
+                if not (np.isfinite(low) and np.isfinite(high)) or max(abs(low), abs(high)) > 1e30:
+                    # e.g. a score tensor that carries the -inf/-3.4e38 of an attention mask: no int8 grid fits
+                    self.kept_float[value.name] = f"range [{low:.3g}, {high:.3g}] fits no int8 grid"
+                    continue
                 self.ranges[value.name] = (low, high)
                 scale, zero_point = asymmetric_uint8(low, high)
                 s = editor.constant(f"{value.name}_scale", np.array(scale, np.float32))
