@@ -4,9 +4,9 @@ its CLI name; its options are validated fields, and ``apply`` runs its passes ov
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import ConfigDict, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 from pydantic.dataclasses import dataclass
 
 from .. import progress
@@ -116,11 +116,11 @@ class Int8(Recipe):
     needs_calibration: ClassVar[bool] = True
     summary: ClassVar[str] = "static W8A8, SmoothQuant, attention-aware (default)"
 
-    smooth_alpha: float = 0.8
-    percentile: float | None = None
+    smooth_alpha: Annotated[float, Field(ge=0.0, le=1.0)] = 0.8  # 0 turns SmoothQuant off
+    percentile: Annotated[float, Field(gt=50.0, le=100.0)] | None = None  # None: min/max ranges
     attention_matmuls: bool = False
     embeddings: bool = True
-    calibration_samples: int = 64
+    calibration_samples: Annotated[int, Field(ge=1)] = 64
 
     def apply(self, graph: Graph, calibration: CalibrationData | None) -> Graph:
         from .passes.activations import StaticActivationsPass, matmul_activation_inputs
