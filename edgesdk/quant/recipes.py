@@ -117,6 +117,7 @@ class Int8(Recipe):
     summary: ClassVar[str] = "static W8A8, SmoothQuant, attention-aware (default)"
 
     smooth_alpha: Annotated[float, Field(ge=0.0, le=1.0)] = 0.8  # 0 turns SmoothQuant off
+    smooth_min_outlier_ratio: Annotated[float, Field(ge=0.0)] = 3.0  # smooth where max/median channel range ≥ this
     percentile: Annotated[float, Field(gt=50.0, le=100.0)] | None = None  # None: min/max ranges
     attention_matmuls: bool = False
     embeddings: bool = True
@@ -139,7 +140,7 @@ class Int8(Recipe):
 
         if self.smooth_alpha > 0:
             stats = collect(q, activation_names(False), data, self.calibration_samples)
-            smooth = SmoothQuantPass(stats, self.smooth_alpha, insert_mul=True)
+            smooth = SmoothQuantPass(stats, self.smooth_alpha, insert_mul=True, min_outlier_ratio=self.smooth_min_outlier_ratio)
             smooth(q.model)
             report["smoothed_activations"] = len(smooth.smoothed)
         weights = Int8WeightsPass()

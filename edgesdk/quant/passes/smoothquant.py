@@ -18,12 +18,17 @@ from ..patterns import Linear, layernorm_producer, linears
 from ..stats import TensorStats
 
 
+def outlier_ratio(channel_absmax: np.ndarray) -> float:
+    median = float(np.median(channel_absmax))
+    return float(channel_absmax.max()) / median if median > 0 else float("inf")
+
+
 class SmoothQuantPass(ir.passes.InPlacePass):
     def __init__(
-        self, stats: dict[str, TensorStats], alpha: float = 0.5, insert_mul: bool = False, only: set[str] | None = None
+        self, stats: dict[str, TensorStats], alpha: float = 0.5, insert_mul: bool = False, min_outlier_ratio: float = 0.0
     ):
         super().__init__()
-        self.stats, self.alpha, self.insert_mul, self.only = stats, alpha, insert_mul, only
+        self.stats, self.alpha, self.insert_mul, self.min_outlier_ratio = stats, alpha, insert_mul, min_outlier_ratio
         self.smoothed: list[str] = []
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
@@ -35,7 +40,11 @@ class SmoothQuantPass(ir.passes.InPlacePass):
         modified = False
         for activation, group in groups.items():
             stats = self.stats.get(activation.name)
-            if stats is None or stats.channel_absmax is None or (self.only is not None and activation.name not in self.only):
+            if stats is None or stats.channel_absmax is None:
+                continue
+            # Without outlier channels (largest channel range / median one below the ratio) a per-tensor
+            # scale already fits, and an inserted Mul would only cost time.
+            if outlier_ratio(stats.channel_absmax) < self.min_outlier_ratio:
                 continue
             # Every reader of X must be a linear of this group, or the others would see a rescaled X.
             readers_are_group = {id(u.node) for u in activation.uses()} == {id(l.node) for l in group}
