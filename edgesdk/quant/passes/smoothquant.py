@@ -62,7 +62,9 @@ class SmoothQuantPass(ir.passes.InPlacePass):
                 w = linear.weight_array()
                 shape = [1, 1]
                 shape[linear.input_axis] = -1
-                linear.weight.const_value = ir.tensor(w * scale.reshape(shape), name=linear.weight.name)
+                # a new constant, not an in-place edit: a weight tied to another layer must stay as it is there
+                smoothed = editor.constant(f"{linear.weight.name}_smoothed", (w * scale.reshape(shape)).astype(np.float32))
+                linear.node.replace_input_with(1, smoothed)
             if foldable:
                 for index in (1, 2):
                     if index < len(producer.inputs) and producer.inputs[index] is not None:
