@@ -115,20 +115,29 @@ class LocalTransport(Transport):
         except PermissionError:
             return Completed(126, "", f"{argv[0]}: permission denied")
         out, err = _LineSplitter(None), _LineSplitter(on_stderr_line)
-        readers = [threading.Thread(target=_pump, args=(proc.stdout, out), daemon=True),
-                   threading.Thread(target=_pump, args=(proc.stderr, err), daemon=True)]
+        failures: list[BaseException] = []  # a callback raising in a reader thread (e.g. Ctrl-C handling)
+        readers = [threading.Thread(target=_pump, args=(proc.stdout, out, failures), daemon=True),
+                   threading.Thread(target=_pump, args=(proc.stderr, err, failures), daemon=True)]
         for reader in readers:
             reader.start()
+        deadline = time.monotonic() + timeout
         try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            raise self._timed_out(argv, timeout) from None
+            while proc.poll() is None:
+                if failures:
+                    raise failures[0]
+                if time.monotonic() > deadline:
+                    raise self._timed_out(argv, timeout)
+                try:
+                    proc.wait(0.05)
+                except subprocess.TimeoutExpired:
+                    pass
         except BaseException:
             _kill_group(proc)
             raise
         for reader in readers:
             reader.join()
+        if failures:
+            raise failures[0]
         return Completed(proc.returncode, out.text(), err.text())
 
     def put(self, local, remote, progress=None) -> None:
@@ -153,10 +162,14 @@ class LocalTransport(Transport):
         return os.path.expanduser(remote)
 
 
-def _pump(stream, sink: _LineSplitter) -> None:
-    for data in iter(lambda: stream.read1(CHUNK), b""):
-        sink.feed(data)
-    stream.close()
+def _pump(stream, sink: _LineSplitter, failures: list[BaseException]) -> None:
+    try:
+        for data in iter(lambda: stream.read1(CHUNK), b""):
+            sink.feed(data)
+    except BaseException as exc:  # handed to the waiting thread, which kills the command and re-raises
+        failures.append(exc)
+    finally:
+        stream.close()
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
