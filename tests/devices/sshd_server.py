@@ -126,3 +126,27 @@ class SSHServer:
 def write_devices(path: Path, devices: dict[str, dict]) -> Path:
     path.write_text(yaml.safe_dump({"devices": devices}, sort_keys=False))
     return path
+
+
+def processes_with(*needles: str) -> list[str]:
+    """Command lines of live processes that contain every needle (read from /proc, no pattern language)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            raw = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        line = raw.replace(b"\0", b" ").decode("utf-8", "replace").strip()
+        if line and all(n in line for n in needles):
+            found.append(f"{entry} {line}")
+    return found
+
+
+def wait_gone(*needles: str, seconds: float = 5.0) -> list[str]:
+    """Poll until no process matches (a killed process may take a moment to be reaped); what is left."""
+    deadline = time.monotonic() + seconds
+    while (left := processes_with(*needles)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left

@@ -16,23 +16,11 @@ from edgesdk.devices.inventory import Device, parse_inventory
 from edgesdk.devices.transport import LocalTransport, SSHTransport, open_transport, remote_command
 from edgesdk.errors import DeviceAuthError, DeviceConnectionError, DeviceTimeoutError, HostKeyError
 
-from tests.devices.sshd_server import free_port, keygen
+from tests.devices.sshd_server import free_port, keygen, processes_with, wait_gone
 
 
 def device(entry: dict, name: str = "loop") -> Device:
     return parse_inventory(yaml.safe_dump({"devices": {name: entry}})).get(name)
-
-
-def processes_matching(pattern: str) -> list[str]:
-    done = subprocess.run(["pgrep", "-af", pattern], capture_output=True, text=True)
-    return [line for line in done.stdout.splitlines() if "pgrep" not in line]
-
-
-def wait_gone(pattern: str, seconds: float = 5.0) -> list[str]:
-    deadline = time.monotonic() + seconds
-    while (left := processes_matching(pattern)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return left
 
 
 @pytest.fixture(params=["ssh", "local"])
@@ -79,6 +67,16 @@ def test_a_timed_out_command_is_killed_on_the_device_with_its_children(transport
         transport.run(["sh", "-c", f"sleep {tag}1 & sleep {tag}2; echo never"], timeout=1)
     assert time.monotonic() - start < 10
     assert wait_gone(f"sleep {tag}") == []
+
+
+def test_process_probe_sees_a_live_process():
+    proc = subprocess.Popen(["sleep", "4242.5"])
+    try:
+        assert processes_with("sleep 4242.5")
+    finally:
+        proc.kill()
+        proc.wait()
+    assert wait_gone("sleep 4242.5") == []
 
 
 def test_a_client_that_gives_up_kills_the_command_on_the_device(transport):
