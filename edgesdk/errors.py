@@ -92,3 +92,7 @@ class UploadError(DeviceError):
 
 class RunnerError(DeviceError):
     """The on-device runner failed or printed something that is not its JSON document."""
+
+
+class PowerError(DeviceError):
+    """A power sensor that is not configured, not found on the device, or whose output cannot be read."""
