@@ -1,0 +1,137 @@
+"""The emulated board's power supply: a thread that plays a known power profile for the fake sensors.
+
+The board draws ``idle_w`` and, while a process running the edgesdk runner is alive (its command line holds
+the runner's file name), ``busy_w``. The player writes that number where each fake sensor reads it: a state
+file for the fake tegrastats / vcgencmd / meter executables, and sysfs-like trees (an INA3221 hwmon device,
+a generic hwmon device, RAPL energy counters that wrap). It logs every change, so a test knows the exact
+energy the profile put into any time window."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import threading
+import time
+from pathlib import Path
+
+FAKES = Path(__file__).resolve().parent / "fakes"
+RUNNER_MARK = b"_runner-"  # device runner files are named ort_runner-<sha>.py
+VOLTS = 5.0  # bus voltage of the fake INA3221 rails
+RAPL_WRAP_UJ = 3_000_000  # a small max_energy_range_uj, so the counter wraps every few hundred ms
+
+
+def install_fakes(bin_dir: Path) -> Path:
+    """Copy the fake tools into ``bin_dir`` with this interpreter in their #! line (quick to start, stdlib only)."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    for tool in ("tegrastats", "vcgencmd", "meter"):
+        text = (FAKES / tool).read_text().split("\n", 1)[1]
+        (bin_dir / tool).write_text(f"#!{sys.executable} -IS\n{text}")  # one argument: the kernel passes one
+        (bin_dir / tool).chmod(0o755)
+    return bin_dir
+
+
+def _write(path: Path, text: str) -> None:
+    """Atomically, as a sysfs read never sees half a value."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text + "\n")
+    os.replace(tmp, path)
+
+
+def runner_alive(marker: bytes) -> bool:
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                    cmdline = handle.read()
+                if RUNNER_MARK in cmdline and marker in cmdline:
+                    return True
+            except OSError:
+                continue
+    return False
+
+
+class ProfilePlayer:
+    def __init__(self, root: Path, marker: str, idle_w: float = 2.0, busy_w: float = 6.5):
+        """``marker``: a string only this test's runner has in its command line (its device workdir): other
+        runners on this machine (another test session) must not change the profile."""
+        self.root, self.marker, self.idle_w, self.busy_w = root, marker.encode(), idle_w, busy_w
+        self.bin = install_fakes(root / "bin")
+        self.sysfs = root / "sys"
+        self.hwmon = self.sysfs / "class/hwmon/hwmon4"  # the generic hwmon device (sensor: hwmon)
+        self.changes: list[tuple[float, float]] = []  # (time.time(), watts from then on)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._energy_uj = 0.0
+        self._layout()
+        self._set(idle_w, time.time())
+        self._thread = threading.Thread(target=self._play, name="profile-player", daemon=True)
+
+    def _layout(self) -> None:
+        shutil.rmtree(self.sysfs, ignore_errors=True)
+        other = self.sysfs / "class/hwmon/hwmon0"
+        other.mkdir(parents=True)
+        _write(other / "name", "soctherm")
+        ina = self.sysfs / "class/hwmon/hwmon2"
+        ina.mkdir(parents=True)
+        _write(ina / "name", "ina3221")
+        for channel, label in ((1, "VDD_IN"), (2, "VDD_CPU_GPU_CV"), (3, "VDD_SOC")):
+            _write(ina / f"in{channel}_label", label)
+            _write(ina / f"in{channel}_input", str(int(VOLTS * 1000)))
+        _write(ina / "in7_label", "sum of shunt voltages")
+        self.hwmon.mkdir(parents=True)
+        _write(self.hwmon / "name", "ina226")
+        rapl = self.sysfs / "class/powercap/intel-rapl:0"
+        rapl.mkdir(parents=True)
+        _write(rapl / "name", "package-0")
+        _write(rapl / "max_energy_range_uj", str(RAPL_WRAP_UJ))
+        _write(rapl / "energy_uj", "0")
+
+    def start(self) -> ProfilePlayer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _set(self, watts: float, now: float) -> None:
+        _write(self.bin / "power_w", f"{watts:.3f}")
+        ina = self.sysfs / "class/hwmon/hwmon2"
+        for channel, share in ((1, 1.0), (2, 0.45), (3, 0.2)):
+            _write(ina / f"curr{channel}_input", str(round(watts * share / VOLTS * 1000)))
+        _write(ina / "curr4_input", str(round(watts * 1.65 / VOLTS * 1000)))  # the chip's sum channel: never counted
+        _write(self.hwmon / "power1_input", str(round(watts * 1e6)))
+        with self._lock:
+            self.changes.append((now, watts))
+
+    def _play(self) -> None:
+        # The RAPL counter moves every millisecond (as the real one does, roughly); looking for the runner
+        # in /proc costs more, so that happens every 10 ms.
+        watts, last, tick = self.idle_w, time.time(), 0
+        counter = self.sysfs / "class/powercap/intel-rapl:0/energy_uj"
+        while not self._stop.is_set():
+            now = time.time()
+            # The counter accrues what was drawn since the last tick, then wraps like the real one.
+            self._energy_uj = (self._energy_uj + watts * (now - last) * 1e6) % RAPL_WRAP_UJ
+            _write(counter, str(int(self._energy_uj)))
+            last = now
+            if tick % 10 == 0:
+                wanted = self.busy_w if runner_alive(self.marker) else self.idle_w
+                if wanted != watts:
+                    watts = wanted
+                    self._set(watts, time.time())
+            tick += 1
+            self._stop.wait(0.001)
+
+    def energy_j(self, start: float, end: float) -> float:
+        """What the profile drew over [start, end]: the integral of its step function."""
+        with self._lock:
+            changes = list(self.changes)
+        total = 0.0
+        for i, (since, watts) in enumerate(changes):
+            until = changes[i + 1][0] if i + 1 < len(changes) else float("inf")
+            overlap = min(until, end) - max(since, start)
+            if overlap > 0:
+                total += watts * overlap
+        return total
