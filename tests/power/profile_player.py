@@ -135,3 +135,16 @@ class ProfilePlayer:
             if overlap > 0:
                 total += watts * overlap
         return total
+
+
+def sensor_configs(player: ProfilePlayer) -> dict[str, dict]:
+    """A working `power:` block for every sensor kind on this emulated board."""
+    return {
+        "tegrastats": {"sensor": "tegrastats"},
+        "ina3221": {"sensor": "ina3221", "root": str(player.sysfs)},
+        "rpi5-pmic": {"sensor": "rpi5-pmic"},
+        "hwmon": {"sensor": "hwmon", "path": str(player.hwmon)},
+        "rapl": {"sensor": "rapl", "root": str(player.sysfs)},
+        # Arguments with a space: split like a shell would, passed to the meter as a list.
+        "command": {"sensor": "command", "command": "meter --channel 'board 5V'", "unit": "mW"},
+    }
