@@ -69,7 +69,8 @@ def _check(devices, as_json: bool) -> int:
         console.print(table)
         for r in reports:
             if not r["ok"]:
-                console.print(f"[red]{r['device']}[/]: {r.get('error', 'failed')}", soft_wrap=True, markup=False)
+                console.print(f"{r['device']}: {r.get('error', 'failed')}", style="red", soft_wrap=True, markup=False,
+                              highlight=False)
     return 0 if all(r["ok"] for r in reports) else 7
 
 

@@ -144,9 +144,10 @@ def parse_inventory(text: str, path: Path | None = None) -> Inventory:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
+        mark, context, context_mark = (getattr(exc, k, None) for k in ("problem_mark", "context", "context_mark"))
         line = f":{mark.line + 1}" if mark else ""
-        raise InventoryError(f"{label}{line}: not valid YAML: {getattr(exc, 'problem', None) or exc}") from None
+        started = f" ({context} at line {context_mark.line + 1})" if context and context_mark else ""
+        raise InventoryError(f"{label}{line}: not valid YAML: {getattr(exc, 'problem', None) or exc}{started}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict) or set(data) - {"devices"}:

@@ -55,6 +55,9 @@ class SSHServer:
     proc: subprocess.Popen | None = None
 
     def __post_init__(self):
+        if not os.path.exists(SSHD):
+            pytest.fail(f"{SSHD} is missing: the device tests need a real OpenSSH server; run `make system-deps` "
+                        "(installs openssh-server)")
         self.directory.mkdir(parents=True, exist_ok=True)
         self.host_key = keygen(self.directory / "host_ed25519")
         self.client_key = keygen(self.directory / "client_ed25519")
@@ -69,9 +72,6 @@ class SSHServer:
         self.log = self.directory / "sshd.log"
 
     def start(self) -> SSHServer:
-        if not os.path.exists(SSHD):
-            pytest.fail(f"{SSHD} is missing: the device tests need a real OpenSSH server; run `make system-deps` "
-                        "(installs openssh-server)")
         os.makedirs("/run/sshd", exist_ok=True)
         self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(self.config)], stdout=subprocess.DEVNULL,
                                      stderr=open(self.log, "ab"), start_new_session=True)

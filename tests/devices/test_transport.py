@@ -72,6 +72,9 @@ def test_a_timed_out_command_is_killed_on_the_device_with_its_children(transport
 def test_process_probe_sees_a_live_process():
     proc = subprocess.Popen(["sleep", "4242.5"])
     try:
+        deadline = time.monotonic() + 5  # until the child has exec'd sleep
+        while not processes_with("sleep 4242.5") and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert processes_with("sleep 4242.5")
     finally:
         proc.kill()
