@@ -82,6 +82,8 @@ class PowerResult:
     energy_above_idle_per_inference_mj: float | None
     idle_subtracted: bool
     runs: int
+    timed_start: float  # the runner's timed window, device clock
+    timed_end: float
     window_s: float
     samples: int  # every sample in the trace
     window_samples: int  # samples inside the timed window
@@ -97,7 +99,8 @@ class PowerResult:
             "mean_w": self.mean_w, "peak_w": self.peak_w, "energy_per_inference_mj": self.energy_per_inference_mj,
             "energy_above_idle_per_inference_mj": self.energy_above_idle_per_inference_mj,
             "idle_subtracted": self.idle_subtracted, "energy_j": self.energy_j, "runs": self.runs,
-            "window_s": self.window_s, "samples": self.samples, "window_samples": self.window_samples,
+            "timed_start": self.timed_start, "timed_end": self.timed_end, "window_s": self.window_s,
+            "samples": self.samples, "window_samples": self.window_samples,
             "idle_samples": self.idle_samples, "rate_hz": self.rate_hz, "rails_mean_w": self.rails_mean_w,
             "notes": self.notes, "files": self.files,
         }
@@ -142,7 +145,8 @@ def summarize(series: PowerSeries, sensor: str, idle: tuple[float, float] | None
         sensor=sensor, rails=list(series.rails_w), total_source=series.total_source, idle_w=idle_w,
         mean_w=energy / duration if duration > 0 else edges[0], peak_w=float(max([*p[inside], *edges])),
         energy_j=energy, energy_per_inference_mj=above if subtract_idle else whole,
-        energy_above_idle_per_inference_mj=above, idle_subtracted=subtract_idle, runs=runs, window_s=duration,
+        energy_above_idle_per_inference_mj=above, idle_subtracted=subtract_idle, runs=runs, timed_start=start,
+        timed_end=end, window_s=duration,
         samples=len(t), window_samples=int(inside.sum()), idle_samples=idle_samples,
         rate_hz=(len(t) - 1) / span if span > 0 else 0.0, rails_mean_w=rails_mean, notes=notes,
     )
