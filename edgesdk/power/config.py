@@ -58,6 +58,8 @@ class PowerConfig(BaseModel):
                 shlex.split(self.command)
             except ValueError as exc:
                 raise ValueError(f"command '{self.command}' cannot be split into arguments: {exc}") from None
+        if self.subtract_idle and self.idle_s == 0:
+            raise ValueError("subtract_idle needs an idle baseline: set idle_s above 0")
         for key, value in (("path", self.path), ("command", self.command)):
             if value is not None and self.sensor not in _USES[key]:
                 raise ValueError(f"'{key}' is not used by sensor '{self.sensor}' (only by {', '.join(_USES[key])})")
