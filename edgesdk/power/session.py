@@ -192,6 +192,9 @@ class PowerSampling:
         """Fetch and save the trace, then the numbers for the timed window. PowerError when the trace
         cannot give them (a sampler that died early); the caller keeps its latency results either way."""
         self.stop()
+        missing = [k for k in ("started", "timed_start", "timed_end") if k not in (clock or {})]
+        if missing:
+            raise PowerError(f"device '{self.device}': the runner reported no {', '.join(missing)} time (an older runner?)")
         raw_path = self.run_dir / RAW_TRACE
         try:
             self.transport.get(self.remote_trace, raw_path)
