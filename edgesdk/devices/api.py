@@ -50,6 +50,7 @@ class ProfileResult:
     runtime: dict[str, Any]
     upload: PushResult
     phases_s: dict[str, float]  # connect, facts, upload, run, collect (+ the runner's own breakdown)
+    clock: dict[str, float] = dataclasses.field(default_factory=dict)  # device time.time(): started, timed_start/end
 
     @property
     def cosine(self) -> float | None:
@@ -74,6 +75,7 @@ class ProfileResult:
             "runtime": self.runtime,
             "upload": dataclasses.asdict(self.upload),
             "phases_s": self.phases_s,
+            "clock": self.clock,
         }
 
 
@@ -169,14 +171,15 @@ def _profile_on(session: DeviceSession, art: Artifact, runner: str, run: Run, ru
     dev, transport = session.device, session.transport
     phases = {"connect": session.phases.get("connect", 0.0), "facts": session.phases.get("facts", 0.0)}
     python = dev.interpreter
+    workdir = transport.path(dev.workdir)  # '~/x' as the device's commands and file calls both read it
 
     # Files: the artifact's device files in a directory named by the manifest's hash, the runner by its own.
     script = device_runner.render(runner, session.target)
     runner_file = run.dir / "runner.py"
     runner_file.write_text(script)
     manifest_sha = sha256_file(art.path / MANIFEST)
-    remote_artifact = posixpath.join(dev.workdir, "artifacts", manifest_sha[:16])
-    remote_runner = posixpath.join(dev.workdir, "runners", device_runner.runner_name(script, runner))
+    remote_artifact = posixpath.join(workdir, "artifacts", manifest_sha[:16])
+    remote_runner = posixpath.join(workdir, "runners", device_runner.runner_name(script, runner))
     files = [FileToPush(runner_file, remote_runner, sha256_file(runner_file), runner_file.stat().st_size)]
     for name in art.manifest.get("device_files") or [art.manifest["model_file"], MANIFEST]:
         local = art.path / name
@@ -190,7 +193,7 @@ def _profile_on(session: DeviceSession, art: Artifact, runner: str, run: Run, ru
         pushed = push(transport, python, files, progress=update)
     phases["upload"] = time.perf_counter() - start
 
-    remote_outputs = posixpath.join(dev.workdir, "outputs", f"{run.id}.npz")
+    remote_outputs = posixpath.join(workdir, "outputs", f"{run.id}.npz")
     argv = device_runner.runner_argv(python, remote_runner, remote_artifact, remote_outputs, runs, warmup,
                                      session.target.threads, budget_s)
     timeout = timeout_s or (budget_s + DEFAULT_TIMEOUT_S if budget_s else DEFAULT_TIMEOUT_S)
@@ -224,7 +227,7 @@ def _profile_on(session: DeviceSession, art: Artifact, runner: str, run: Run, ru
         recipe=recipe, latency=device_runner.LatencyStats.of(document["latencies_ms"]),
         latencies_ms=document["latencies_ms"], peak_rss_mb=float(document["peak_rss_mb"]), accuracy=accuracy,
         host_accuracy=(art.manifest.get("accuracy") or {}).get("outputs", {}), facts=session.facts,
-        runtime=document.get("runtime", {}), upload=pushed, phases_s=phases,
+        runtime=document.get("runtime", {}), upload=pushed, phases_s=phases, clock=document.get("clock") or {},
     )
     run.finish(result.to_json())
     return result

@@ -4,9 +4,12 @@ refusals that must happen before anything is uploaded or run."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
+import uuid
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -60,6 +63,10 @@ def test_profile_measures_latency_memory_and_on_device_accuracy(device, devices_
         assert on_device["cosine_mean"] == pytest.approx(reference["cosine_mean"], abs=1e-6)
         assert on_device["max_abs_error"] == pytest.approx(reference["max_abs_error"], abs=1e-5)
     assert 0.99 < on_device["cosine_mean"] < 1.0
+
+    clock = doc["clock"]  # the device's wall clock around the timed loop, which holds every timed run
+    assert clock["started"] <= clock["timed_start"] < clock["timed_end"]
+    assert clock["timed_end"] - clock["timed_start"] >= sum(result.latencies_ms) / 1e3
 
     facts = doc["device_facts"]
     assert facts["arch"] and facts["kernel"] and facts["runtimes"]["onnxruntime"]
@@ -138,3 +145,19 @@ def test_check_device_reports(devices_file, sshd, bare_python, tmp_path):
     assert not bare["ok"] and bare["reachable"] and f"{bare_python} -m pip install onnxruntime numpy" in bare["error"]
     refused = check_device(load_inventory(devices).get("unknown-key"))
     assert not refused["ok"] and refused["host_key"] == "refused" and "strict" in refused["error"]
+
+
+@pytest.mark.parametrize("transport", ["ssh", "local"])
+def test_a_workdir_under_home(transport, sshd, int8_artifact, tmp_path):
+    """'~/dir' means the device user's home on both transports (SSH sessions start there; never a literal '~')."""
+    name = f"edgesdk-test-{uuid.uuid4().hex[:8]}"
+    entry = (sshd.device(workdir=f"~/{name}") if transport == "ssh"
+             else {"transport": "local", "target": "host", "workdir": f"~/{name}"})
+    devices = write_devices(tmp_path / "devices.yaml", {"homed": entry})
+    home = Path.home()  # the sshd user is root, as is this test
+    try:
+        result = edgesdk.profile(int8_artifact, device="homed", runs=2, warmup=0, devices=devices, runs_dir=tmp_path)
+        assert result.latency.n == 2
+        assert (home / name / "artifacts").is_dir() and not (home / "~").exists()
+    finally:
+        shutil.rmtree(home / name, ignore_errors=True)
