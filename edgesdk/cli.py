@@ -52,6 +52,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("edgesdk: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (`edgesdk runs --json | head`): not an error of ours, and no traceback
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 
