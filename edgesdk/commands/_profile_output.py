@@ -24,6 +24,8 @@ def print_profile(result) -> None:
         host_text = f"  (host at export: {host:.6f})" if host is not None else ""
         table.add_row(f"accuracy {name}", f"cosine mean {m['cosine_mean']:.6f} min {m['cosine_min']:.6f}, "
                                           f"max |err| {m['max_abs_error']:.4g}{host_text}")
+    if result.power is not None:
+        table.add_row("power", _power_text(result.power))
     up = result.upload
     table.add_row("upload", f"{len(up.uploaded)} file(s), {up.bytes_sent / 1e6:.1f} MB sent; {len(up.skipped)} already there")
     phases = result.phases_s
@@ -31,3 +33,15 @@ def print_profile(result) -> None:
                                             if k in phases))
     table.add_row("run record", str(result.run_dir))
     console.print(table)
+
+
+def _power_text(power: dict) -> str:
+    from rich.markup import escape
+
+    if "error" in power:
+        return f"[red]{escape(power['sensor'])}: {escape(power['error'])}[/red]"
+    idle = f"idle {power['idle_w']:.2f} W  " if power.get("idle_w") is not None else ""
+    above = " above idle" if power.get("idle_subtracted") else ""
+    return (f"{power['sensor']}: {idle}mean {power['mean_w']:.2f} W  peak {power['peak_w']:.2f} W  "
+            f"{power['energy_per_inference_mj']:.3g} mJ/inference{above}  ({power['samples']} samples, "
+            f"total = {escape(power['total_source'])})")

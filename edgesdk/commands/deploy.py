@@ -31,7 +31,8 @@ def run(args) -> int:
 
     result = deploy(args.model, target=args.target, device=args.device, recipe=args.recipe, calibration=args.calib,
                     runs=args.runs, warmup=args.warmup, out_dir=args.out, reference_data=args.reference,
-                    devices=args.devices, runs_dir=args.runs_dir, budget_s=args.budget, **parse_options(args.option))
+                    devices=args.devices, runs_dir=args.runs_dir, budget_s=args.budget, power=args.power,
+                    **parse_options(args.option))
     if args.json:
         print_json(result.to_json())
         return 0

@@ -11,6 +11,8 @@ def add_device_flags(p) -> None:
     p.add_argument("--warmup", type=int, default=10, help="untimed iterations first (default 10)")
     p.add_argument("--budget", type=float, default=None, metavar="SECONDS", help="stop the timed runs after this long")
     p.add_argument("--runs-dir", metavar="DIR", help="where run records go (default: $EDGESDK_RUNS, else ./runs)")
+    p.add_argument("--power", action="store_true", help="sample the device's power sensor (its power: in devices.yaml) "
+                   "during the runs: idle/mean/peak watts, energy per inference, trace and plot in the run record")
 
 
 def add_parser(sub):
@@ -32,7 +34,7 @@ def run(args) -> int:
     from ..devices.api import profile
 
     result = profile(args.artifact, device=args.device, runs=args.runs, warmup=args.warmup, budget_s=args.budget,
-                     devices=args.devices, runs_dir=args.runs_dir)
+                     devices=args.devices, runs_dir=args.runs_dir, power=args.power)
     if args.json:
         print_json(result.to_json())
         return 0

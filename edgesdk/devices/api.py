@@ -51,6 +51,7 @@ class ProfileResult:
     upload: PushResult
     phases_s: dict[str, float]  # connect, facts, upload, run, collect (+ the runner's own breakdown)
     clock: dict[str, float] = dataclasses.field(default_factory=dict)  # device time.time(): started, timed_start/end
+    power: dict[str, Any] | None = None  # with power=True: edgesdk.power's result JSON, or {"sensor", "error"}
 
     @property
     def cosine(self) -> float | None:
@@ -76,6 +77,7 @@ class ProfileResult:
             "upload": dataclasses.asdict(self.upload),
             "phases_s": self.phases_s,
             "clock": self.clock,
+            **({"power": self.power} if self.power is not None else {}),
         }
 
 
@@ -136,9 +138,11 @@ def profile(
     runs_dir: str | Path | None = None,
     timeout_s: float | None = None,
     session: DeviceSession | None = None,
+    power: bool = False,
 ) -> ProfileResult:
     """Run an artifact on a device: latency of ``runs`` timed iterations (after ``warmup``), peak RSS,
-    and on-device accuracy on the artifact's reference inputs. ``budget_s`` stops the timed runs early."""
+    and on-device accuracy on the artifact's reference inputs. ``budget_s`` stops the timed runs early.
+    ``power``: sample the device's power sensor (its `power:` in devices.yaml) during the runs."""
     if runs < 1 or warmup < 0:
         raise UsageError(f"--runs must be >= 1 and --warmup >= 0 (got {runs} and {warmup})")
     art = artifact if isinstance(artifact, Artifact) else Artifact.load(artifact)
@@ -146,6 +150,10 @@ def profile(
     if runner is None:
         raise ArtifactError(f"{art.path}: no on-device runner for format '{art.format}' yet")
     dev = session.device if session else resolve_device(device, devices)
+    if power:  # a device without a sensor is refused before anything connects
+        from ..power.session import power_config, require_sensor
+
+        require_sensor(power_config(dev, load_target(dev.target)), dev.name)
     manifest = art.manifest
     model = (manifest.get("model") or {}).get("name") or art.path.name
     recipe = (manifest.get("recipe") or {}).get("name", "")
@@ -157,7 +165,7 @@ def profile(
             session = DeviceSession.open(dev)
         run.write_json("device.json", {"device": _device_record(dev), "facts": session.facts.to_json()})
         session.require(runner)
-        return _profile_on(session, art, runner, run, runs, warmup, budget_s, timeout_s, model, recipe)
+        return _profile_on(session, art, runner, run, runs, warmup, budget_s, timeout_s, model, recipe, power)
     except BaseException as exc:
         run.fail(exc if isinstance(exc, EdgeSDKError) else f"{type(exc).__name__}: {exc}")
         raise
@@ -167,7 +175,8 @@ def profile(
 
 
 def _profile_on(session: DeviceSession, art: Artifact, runner: str, run: Run, runs: int, warmup: int,
-                budget_s: float | None, timeout_s: float | None, model: str, recipe: str) -> ProfileResult:
+                budget_s: float | None, timeout_s: float | None, model: str, recipe: str,
+                power: bool = False) -> ProfileResult:
     dev, transport = session.device, session.transport
     phases = {"connect": session.phases.get("connect", 0.0), "facts": session.phases.get("facts", 0.0)}
     python = dev.interpreter
@@ -197,16 +206,21 @@ def _profile_on(session: DeviceSession, art: Artifact, runner: str, run: Run, ru
     argv = device_runner.runner_argv(python, remote_runner, remote_artifact, remote_outputs, runs, warmup,
                                      session.target.threads, budget_s)
     timeout = timeout_s or (budget_s + DEFAULT_TIMEOUT_S if budget_s else DEFAULT_TIMEOUT_S)
-    start = time.perf_counter()
-    with progress.bar(f"running on {dev.name}", warmup + runs) as update:
-        def on_line(line: str) -> None:
-            parsed = device_runner.parse_progress(line)
-            if parsed:
-                phase, done, _ = parsed
-                update(done if phase == "warmup" else warmup + done)
+    sampling = _start_power(session, run, workdir, timeout) if power else None
+    try:
+        start = time.perf_counter()
+        with progress.bar(f"running on {dev.name}", warmup + runs) as update:
+            def on_line(line: str) -> None:
+                parsed = device_runner.parse_progress(line)
+                if parsed:
+                    phase, done, _ = parsed
+                    update(done if phase == "warmup" else warmup + done)
 
-        completed = transport.run(argv, timeout=timeout, on_stderr_line=on_line)
-    phases["run"] = time.perf_counter() - start
+            completed = transport.run(argv, timeout=timeout, on_stderr_line=on_line)
+        phases["run"] = time.perf_counter() - start
+    finally:
+        if sampling is not None:  # never outlives the run, whatever ended it
+            sampling.stop()
     document = device_runner.parse_output(completed.stdout, completed.stderr, completed.exit_code)
     run.write_json("latencies.json", {"warmup": document["warmup"], "latencies_ms": document["latencies_ms"]})
     phases.update({f"runner_{k}": v for k, v in (document.get("phases_s") or {}).items()})
@@ -221,6 +235,7 @@ def _profile_on(session: DeviceSession, art: Artifact, runner: str, run: Run, ru
         accuracy = compare(actual, expected)
     transport.remove(remote_outputs)
     phases["collect"] = time.perf_counter() - start
+    power_result = _finish_power(sampling, document) if sampling is not None else None
 
     result = ProfileResult(
         run_id=run.id, run_dir=run.dir, device=dev.name, target=dev.target, artifact=str(art.path), model=model,
@@ -228,9 +243,38 @@ def _profile_on(session: DeviceSession, art: Artifact, runner: str, run: Run, ru
         latencies_ms=document["latencies_ms"], peak_rss_mb=float(document["peak_rss_mb"]), accuracy=accuracy,
         host_accuracy=(art.manifest.get("accuracy") or {}).get("outputs", {}), facts=session.facts,
         runtime=document.get("runtime", {}), upload=pushed, phases_s=phases, clock=document.get("clock") or {},
+        power=power_result,
     )
     run.finish(result.to_json())
     return result
+
+
+def _start_power(session: DeviceSession, run: Run, workdir: str, timeout: float):
+    """The power sampler, running, after its idle baseline (edgesdk/power/session.py)."""
+    from ..power.session import PowerSampling, power_config
+
+    config = power_config(session.device, session.target)
+    sampling = PowerSampling(session.transport, config, session.device.interpreter, workdir, run.dir)
+    with progress.step(f"starting the power sampler ({config.sensor}) on {session.device.name}"):
+        sampling.prepare()
+        sampling.start(max_s=timeout + config.idle_s + 60)
+    try:
+        with progress.step(f"idle power baseline ({config.idle_s:g} s)"):
+            sampling.wait_idle()
+    except BaseException:
+        sampling.stop()
+        raise
+    return sampling
+
+
+def _finish_power(sampling, document: dict[str, Any]) -> dict[str, Any]:
+    """The power numbers; a sampler that failed mid-run costs the power figures, not the latency results."""
+    from ..errors import PowerError
+
+    try:
+        return sampling.finish(document.get("clock") or {}, len(document["latencies_ms"]), document["latencies_ms"]).to_json()
+    except PowerError as exc:
+        return {"sensor": sampling.config.sensor, "error": str(exc)}
 
 
 def _device_record(device: Device) -> dict[str, Any]:
@@ -251,6 +295,7 @@ def deploy(
     devices: str | Path | Inventory | None = None,
     runs_dir: str | Path | None = None,
     budget_s: float | None = None,
+    power: bool = False,
     **recipe_options: Any,
 ) -> ProfileResult:
     """Convert (load -> quantize -> export for ``target``) and profile on a device of that target: the
@@ -265,6 +310,10 @@ def deploy(
     if runs < 1 or warmup < 0:
         raise UsageError(f"--runs must be >= 1 and --warmup >= 0 (got {runs} and {warmup})")
     # Reach the device (and find its runtime) before a conversion that may take minutes.
+    if power:
+        from ..power.session import power_config, require_sensor
+
+        require_sensor(power_config(dev, tgt), dev.name)
     with DeviceSession.open(dev) as session:
         session.require(tgt.runner)
         graph = api.load(model)
@@ -272,7 +321,8 @@ def deploy(
         quantized = api.quantize(graph, recipe_name, calibration=calibration, **recipe_options)
         out = out_dir or Path("out") / f"{_plain(graph.name or 'model')}-{tgt.name}-{recipe_name}"
         artifact = api.export(quantized, tgt, out, reference_data=reference_data)
-        return profile(artifact, runs=runs, warmup=warmup, budget_s=budget_s, runs_dir=runs_dir, session=session)
+        return profile(artifact, runs=runs, warmup=warmup, budget_s=budget_s, runs_dir=runs_dir, session=session,
+                       power=power)
 
 
 def _plain(text: str) -> str:

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..errors import InventoryError
+from ..power.config import PowerConfig
 from ..targets import available_targets
 
 ENV_VAR = "EDGESDK_DEVICES"
@@ -51,6 +52,7 @@ class Device(BaseModel):
     python: str | None = None  # absent: python3 over SSH, this interpreter for the local transport
     tags: list[str] = []
     connect_timeout: float = Field(default=10.0, gt=0)
+    power: PowerConfig | None = None  # absent: the target's power_sensor (targets/*.yaml), else none
 
     @field_validator("name")
     @classmethod

@@ -168,6 +168,9 @@ class PowerSampling:
         """Stop the sampler: a stop file, then SIGTERM, then SIGKILL. Safe to call twice, never raises."""
         if self._thread is None or not self._thread.is_alive():
             return
+        # A few more samples after the runner's end, so the trace covers its window to the last millisecond
+        # (RAPL's power points sit between two counter reads, half an interval before the last one).
+        time.sleep(3 * self.config.interval_s)
         self._stopped_by_us = True
         steps = [self._touch_stop_file, lambda: self._signal("TERM"), lambda: self._signal("KILL")]
         for step in steps:
@@ -211,7 +214,10 @@ class PowerSampling:
         try:
             series = self.sensor.series(self.plan, trace.samples)
             started, window = float(clock["started"]), (float(clock["timed_start"]), float(clock["timed_end"]))
-            idle = (float(series.t[0]), started - self.config.interval_s) if self.config.idle_s > 0 else None
+            # The baseline: idle_s from the first sample. The host waited that long after the first sample
+            # before it launched the runner, so no runner start-up (interpreter, imports) falls inside.
+            first = float(series.t[0])
+            idle = (first, min(first + self.config.idle_s, started - self.config.interval_s)) if self.config.idle_s > 0 else None
             result = summarize(series, self.config.sensor, idle, window, runs, self.config.subtract_idle)
         except PowerError as exc:
             raise PowerError(f"device '{self.device}': {exc}" + (f"; {crashed}" if crashed else "")) from None

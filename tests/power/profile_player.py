@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import subprocess
 import sys
 import threading
 import time
@@ -52,82 +54,41 @@ def runner_alive(marker: bytes) -> bool:
 
 
 class ProfilePlayer:
+    """Host-side handle; the playing happens in its own process (see ``_play``), at a raised priority where
+    allowed, so that it keeps time like hardware would instead of waiting on the test process's GIL."""
+
     def __init__(self, root: Path, marker: str, idle_w: float = 2.0, busy_w: float = 6.5):
         """``marker``: a string only this test's runner has in its command line (its device workdir): other
         runners on this machine (another test session) must not change the profile."""
-        self.root, self.marker, self.idle_w, self.busy_w = root, marker.encode(), idle_w, busy_w
+        self.root, self.marker, self.idle_w, self.busy_w = root, marker, idle_w, busy_w
         self.bin = install_fakes(root / "bin")
         self.sysfs = root / "sys"
         self.hwmon = self.sysfs / "class/hwmon/hwmon4"  # the generic hwmon device (sensor: hwmon)
-        self.changes: list[tuple[float, float]] = []  # (time.time(), watts from then on)
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._energy_uj = 0.0
-        self._layout()
-        self._set(idle_w, time.time())
-        self._thread = threading.Thread(target=self._play, name="profile-player", daemon=True)
-
-    def _layout(self) -> None:
-        shutil.rmtree(self.sysfs, ignore_errors=True)
-        other = self.sysfs / "class/hwmon/hwmon0"
-        other.mkdir(parents=True)
-        _write(other / "name", "soctherm")
-        ina = self.sysfs / "class/hwmon/hwmon2"
-        ina.mkdir(parents=True)
-        _write(ina / "name", "ina3221")
-        for channel, label in ((1, "VDD_IN"), (2, "VDD_CPU_GPU_CV"), (3, "VDD_SOC")):
-            _write(ina / f"in{channel}_label", label)
-            _write(ina / f"in{channel}_input", str(int(VOLTS * 1000)))
-        _write(ina / "in7_label", "sum of shunt voltages")
-        self.hwmon.mkdir(parents=True)
-        _write(self.hwmon / "name", "ina226")
-        rapl = self.sysfs / "class/powercap/intel-rapl:0"
-        rapl.mkdir(parents=True)
-        _write(rapl / "name", "package-0")
-        _write(rapl / "max_energy_range_uj", str(RAPL_WRAP_UJ))
-        _write(rapl / "energy_uj", "0")
+        self.log = root / "changes.log"  # "time.time() watts" lines: the power from then on
+        self._proc: subprocess.Popen | None = None
+        _layout(self.sysfs)
+        _set(self.root, idle_w)
+        self.log.write_text(f"{time.time()!r} {idle_w!r}\n")
 
     def start(self) -> ProfilePlayer:
-        self._thread.start()
+        self._proc = subprocess.Popen([sys.executable, __file__, str(self.root), self.marker, repr(self.idle_w),
+                                       repr(self.busy_w)], cwd=str(Path(__file__).resolve().parents[2]))
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
+        if self._proc is not None:
+            self._proc.terminate()
+            self._proc.wait(10)
+            self._proc = None
 
-    def _set(self, watts: float, now: float) -> None:
-        _write(self.bin / "power_w", f"{watts:.3f}")
-        ina = self.sysfs / "class/hwmon/hwmon2"
-        for channel, share in ((1, 1.0), (2, 0.45), (3, 0.2)):
-            _write(ina / f"curr{channel}_input", str(round(watts * share / VOLTS * 1000)))
-        _write(ina / "curr4_input", str(round(watts * 1.65 / VOLTS * 1000)))  # the chip's sum channel: never counted
-        _write(self.hwmon / "power1_input", str(round(watts * 1e6)))
-        with self._lock:
-            self.changes.append((now, watts))
-
-    def _play(self) -> None:
-        # The RAPL counter moves every millisecond (as the real one does, roughly); looking for the runner
-        # in /proc costs more, so that happens every 10 ms.
-        watts, last, tick = self.idle_w, time.time(), 0
-        counter = self.sysfs / "class/powercap/intel-rapl:0/energy_uj"
-        while not self._stop.is_set():
-            now = time.time()
-            # The counter accrues what was drawn since the last tick, then wraps like the real one.
-            self._energy_uj = (self._energy_uj + watts * (now - last) * 1e6) % RAPL_WRAP_UJ
-            _write(counter, str(int(self._energy_uj)))
-            last = now
-            if tick % 10 == 0:
-                wanted = self.busy_w if runner_alive(self.marker) else self.idle_w
-                if wanted != watts:
-                    watts = wanted
-                    self._set(watts, time.time())
-            tick += 1
-            self._stop.wait(0.001)
+    @property
+    def changes(self) -> list[tuple[float, float]]:
+        rows = [line.split() for line in self.log.read_text().splitlines() if line.strip()]
+        return [(float(t), float(w)) for t, w in rows]
 
     def energy_j(self, start: float, end: float) -> float:
         """What the profile drew over [start, end]: the integral of its step function."""
-        with self._lock:
-            changes = list(self.changes)
+        changes = self.changes
         total = 0.0
         for i, (since, watts) in enumerate(changes):
             until = changes[i + 1][0] if i + 1 < len(changes) else float("inf")
@@ -135,6 +96,68 @@ class ProfilePlayer:
             if overlap > 0:
                 total += watts * overlap
         return total
+
+
+def _layout(sysfs: Path) -> None:
+    shutil.rmtree(sysfs, ignore_errors=True)
+    other = sysfs / "class/hwmon/hwmon0"
+    other.mkdir(parents=True)
+    _write(other / "name", "soctherm")
+    ina = sysfs / "class/hwmon/hwmon2"
+    ina.mkdir(parents=True)
+    _write(ina / "name", "ina3221")
+    for channel, label in ((1, "VDD_IN"), (2, "VDD_CPU_GPU_CV"), (3, "VDD_SOC")):
+        _write(ina / f"in{channel}_label", label)
+        _write(ina / f"in{channel}_input", str(int(VOLTS * 1000)))
+    _write(ina / "in7_label", "sum of shunt voltages")
+    hwmon = sysfs / "class/hwmon/hwmon4"
+    hwmon.mkdir(parents=True)
+    _write(hwmon / "name", "ina226")
+    rapl = sysfs / "class/powercap/intel-rapl:0"
+    rapl.mkdir(parents=True)
+    _write(rapl / "name", "package-0")
+    _write(rapl / "max_energy_range_uj", str(RAPL_WRAP_UJ))
+    _write(rapl / "energy_uj", "0")
+
+
+def _set(root: Path, watts: float) -> None:
+    """Show ``watts`` on every fake sensor but RAPL (whose counter the play loop moves)."""
+    _write(root / "bin" / "power_w", f"{watts:.3f}")
+    ina = root / "sys/class/hwmon/hwmon2"
+    for channel, share in ((1, 1.0), (2, 0.45), (3, 0.2)):
+        _write(ina / f"curr{channel}_input", str(round(watts * share / VOLTS * 1000)))
+    _write(ina / "curr4_input", str(round(watts * 1.65 / VOLTS * 1000)))  # the chip's sum channel: never counted
+    _write(root / "sys/class/hwmon/hwmon4/power1_input", str(round(watts * 1e6)))
+
+
+def _play(root: Path, marker: bytes, idle_w: float, busy_w: float) -> None:
+    """The player process. The RAPL counter moves every millisecond (as the real one does, roughly);
+    looking for the runner in /proc costs more, so that happens every 10 ms."""
+    try:
+        os.nice(-10)
+    except OSError:
+        pass
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    counter = root / "sys/class/powercap/intel-rapl:0/energy_uj"
+    watts, last, tick, energy_uj = idle_w, time.time(), 0, 0.0
+    with open(root / "changes.log", "a") as log:
+        while not stop.is_set():
+            now = time.time()
+            # The counter accrues what was drawn since the last tick, then wraps like the real one.
+            energy_uj = (energy_uj + watts * (now - last) * 1e6) % RAPL_WRAP_UJ
+            _write(counter, str(int(energy_uj)))
+            last = now
+            if tick % 10 == 0:
+                wanted = busy_w if runner_alive(marker) else idle_w
+                if wanted != watts:
+                    watts = wanted
+                    changed = time.time()
+                    _set(root, watts)
+                    log.write(f"{changed!r} {watts!r}\n")
+                    log.flush()
+            tick += 1
+            time.sleep(0.001)
 
 
 def sensor_configs(player: ProfilePlayer) -> dict[str, dict]:
@@ -148,3 +171,7 @@ def sensor_configs(player: ProfilePlayer) -> dict[str, dict]:
         # Arguments with a space: split like a shell would, passed to the meter as a list.
         "command": {"sensor": "command", "command": "meter --channel 'board 5V'", "unit": "mW"},
     }
+
+
+if __name__ == "__main__":
+    _play(Path(sys.argv[1]), sys.argv[2].encode(), float(sys.argv[3]), float(sys.argv[4]))
