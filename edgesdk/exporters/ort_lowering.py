@@ -19,18 +19,17 @@ def _const(value: ir.Value | None):
     return None if value is None or value.const_value is None else value.const_value.numpy()
 
 
-def fuse_matmul_integer_to_float(graph: ir.Graph) -> int:
-    """Q(x)→DQ→MatMul←DQ(const W)[→Add(const bias)] becomes Q(x)→MatMulIntegerToFloat(…, bias)."""
-    editor = GraphEditor(graph)
-    fused = 0
+def _int8_matmuls(graph: ir.Graph, activation_op: str):
+    """(MatMul, activation DQ, weight DQ, activation quantizer) for each MatMul of a dequantized activation
+    (produced by ``activation_op``) and a constant int8 weight quantized per tensor or per output column."""
     for node in list(graph):
         if node.op_type != "MatMul" or node.domain not in ("", "ai.onnx"):
             continue
         a_dq, b_dq = (v.producer() if v is not None else None for v in node.inputs)
         if a_dq is None or b_dq is None or a_dq.op_type != "DequantizeLinear" or b_dq.op_type != "DequantizeLinear":
             continue
-        q_out = a_dq.inputs[0]
-        if q_out.producer() is None or q_out.producer().op_type != "QuantizeLinear":
+        quantizer = a_dq.inputs[0].producer()
+        if quantizer is None or quantizer.op_type != activation_op:
             continue
         weight = b_dq.inputs[0]
         if weight.const_value is None or weight.dtype != ir.DataType.INT8 or b_dq.attributes.get_int("block_size", 0):
@@ -38,11 +37,18 @@ def fuse_matmul_integer_to_float(graph: ir.Graph) -> int:
         w_scale = _const(b_dq.inputs[1])
         if w_scale is None or (w_scale.ndim == 1 and b_dq.attributes.get_int("axis", 1) not in (1, -1)):
             continue
+        yield node, a_dq, b_dq, quantizer
+
+
+def fuse_matmul_integer_to_float(graph: ir.Graph) -> int:
+    """Q(x)→DQ→MatMul←DQ(const W)[→Add(const bias)] becomes Q(x)→MatMulIntegerToFloat(…, bias)."""
+    editor = GraphEditor(graph)
+    fused = 0
+    for node, a_dq, b_dq, _ in _int8_matmuls(graph, "QuantizeLinear"):
         a_zero_point = a_dq.inputs[2] if len(a_dq.inputs) > 2 else None
         if a_zero_point is None or a_zero_point.dtype != ir.DataType.UINT8:
             continue
-        inputs = [a_dq.inputs[0], weight, a_dq.inputs[1], b_dq.inputs[1],
-                  a_dq.inputs[2] if len(a_dq.inputs) > 2 else None,
+        inputs = [a_dq.inputs[0], b_dq.inputs[0], a_dq.inputs[1], b_dq.inputs[1], a_zero_point,
                   b_dq.inputs[2] if len(b_dq.inputs) > 2 else None]
         bias, replaced = _bias_after(node)
         if bias is not None:
@@ -87,20 +93,9 @@ def fuse_dynamic_quantize_matmul(graph: ir.Graph) -> int:
     """DynamicQuantizeLinear(x)→DQ→MatMul←DQ(const int8 W)[→Add bias] becomes DynamicQuantizeMatMul."""
     editor = GraphEditor(graph)
     fused = 0
-    for node in list(graph):
-        if node.op_type != "MatMul" or node.domain not in ("", "ai.onnx"):
-            continue
-        a_dq, b_dq = (v.producer() if v is not None else None for v in node.inputs)
-        if a_dq is None or b_dq is None or a_dq.op_type != "DequantizeLinear" or b_dq.op_type != "DequantizeLinear":
-            continue
-        dyn = a_dq.inputs[0].producer()
-        if dyn is None or dyn.op_type != "DynamicQuantizeLinear":
-            continue
-        weight = b_dq.inputs[0]
-        if weight.const_value is None or weight.dtype != ir.DataType.INT8 or b_dq.attributes.get_int("axis", 1) not in (1, -1):
-            continue
+    for node, _, b_dq, dyn in _int8_matmuls(graph, "DynamicQuantizeLinear"):
         bias, replaced = _bias_after(node)
-        inputs = [dyn.inputs[0], weight, b_dq.inputs[1], b_dq.inputs[2] if len(b_dq.inputs) > 2 else None, bias]
+        inputs = [dyn.inputs[0], b_dq.inputs[0], b_dq.inputs[1], b_dq.inputs[2] if len(b_dq.inputs) > 2 else None, bias]
         fused_node = editor.add("DynamicQuantizeMatMul", inputs, hint=f"{node.name}_dynamic_int8", domain=MS)
         _replace(editor, replaced, fused_node.outputs[0])
         fused += 1
