@@ -29,12 +29,6 @@ class Linear:
         return self.weight.const_value.numpy()
 
 
-def const_array(value: ir.Value | None) -> np.ndarray | None:
-    if value is None or value.const_value is None:
-        return None
-    return value.const_value.numpy()
-
-
 def is_quantized_constant(value: ir.Value | None) -> bool:
     """A DequantizeLinear of a constant: a weight an earlier pass already quantized."""
     node = value.producer() if value is not None else None
