@@ -58,19 +58,21 @@ def _check(devices, as_json: bool) -> int:
         from rich.table import Table
 
         table = Table(title="device check")
-        for column in ("device", "target", "reachable", "host key", "arch", "python", "runtimes", "status"):
+        for column in ("device", "target", "reachable", "host key", "arch", "python", "runtimes", "power", "status"):
             table.add_column(column)
         for r in reports:
             runtimes = ", ".join(f"{k} {v or 'MISSING'}" for k, v in (r.get("runtimes") or {}).items())
             status = "[green]ok[/]" if r["ok"] else "[red]FAILED[/]"
+            power = r.get("power")
+            power_cell = "-" if power is None else f"{power['sensor']} {'ok' if power['ok'] else 'FAILED'}"
             table.add_row(r["device"], r["target"], _yes(r.get("reachable")), r.get("host_key", "-"), r.get("arch", "-"),
-                          r.get("python", "-"), runtimes or "-", status)
+                          r.get("python", "-"), runtimes or "-", power_cell, status)
         console = Console()
         console.print(table)
         for r in reports:
             if not r["ok"]:
-                console.print(f"{r['device']}: {r.get('error', 'failed')}", style="red", soft_wrap=True, markup=False,
-                              highlight=False)
+                problem = r.get("error") or (r.get("power") or {}).get("error", "failed")
+                console.print(f"{r['device']}: {problem}", style="red", soft_wrap=True, markup=False, highlight=False)
     return 0 if all(r["ok"] for r in reports) else 7
 
 

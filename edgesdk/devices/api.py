@@ -331,6 +331,25 @@ def _plain(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "model"
 
 
+def _check_power(session: DeviceSession) -> dict[str, Any] | None:
+    """One reading of the device's power sensor (None when it has none configured)."""
+    import tempfile
+
+    from ..power.session import PowerSampling, power_config
+
+    config = power_config(session.device, session.target)
+    if config.sensor == "none":
+        return None
+    with tempfile.TemporaryDirectory(prefix="edgesdk-check-") as tmp:
+        sampling = PowerSampling(session.transport, config, session.device.interpreter,
+                                 session.transport.path(session.device.workdir), Path(tmp))
+        try:
+            sampling.prepare()  # pushes the sampler, finds the sensor files, parses one reading
+        except EdgeSDKError as exc:
+            return {"sensor": config.sensor, "ok": False, "error": str(exc)}
+    return {"sensor": config.sensor, "ok": True}
+
+
 def check_device(device: Device) -> dict[str, Any]:
     """Reachability, host key, arch, python and runtimes of one device; never raises for device problems."""
     report: dict[str, Any] = {"device": device.name, "target": device.target, "transport": device.transport,
@@ -348,6 +367,10 @@ def check_device(device: Device) -> dict[str, Any]:
                                    f"{device_facts.install_command(session.target, device.interpreter)}")
             else:
                 report["ok"] = True
+            power = _check_power(session)
+            if power is not None:
+                report["power"] = power
+                report["ok"] = report["ok"] and power["ok"]
     except (HostKeyError, DeviceAuthError) as exc:  # the port answered; the key exchange or login did not
         report.update(reachable=True, host_key="ok" if isinstance(exc, DeviceAuthError) else "refused", error=str(exc))
     except DeviceConnectionError as exc:

@@ -41,6 +41,7 @@ def loop(tmp_path_factory):
     devices = {f"loop-{kind}": server.device(workdir=str(workdir), power={**power, **FAST})
                for kind, power in sensor_configs(player).items()}
     devices["loop-none"] = server.device(workdir=str(workdir))
+    devices["loop-absent-hwmon"] = server.device(workdir=str(workdir), power={"sensor": "hwmon", "path": str(base / "no-such-hwmon"), **FAST})
     devices["loop-crash"] = server.device(workdir=str(workdir), power={
         "sensor": "command", "command": f"meter --crash-after {int(FAST['rate_hz'] * FAST['idle_s']) + 10}", **FAST})
     yaml_path = write_devices(base / "devices.yaml", devices)
@@ -108,3 +109,16 @@ def test_cli_power_without_a_sensor_exits_with_the_device_error(artifact, loop, 
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == PowerError.exit_code
     assert "device 'loop-none' has no power sensor" in done.stderr + done.stdout
+
+
+def test_devices_check_reads_the_power_sensor_once(loop):
+    from edgesdk.devices.api import check_device
+    from edgesdk.devices.inventory import load_inventory
+
+    _, _, devices = loop
+    inventory = load_inventory(devices)
+    good = check_device(inventory.get("loop-tegrastats"))
+    assert good["ok"] and good["power"] == {"sensor": "tegrastats", "ok": True}
+    assert "power" not in check_device(inventory.get("loop-none"))
+    broken = check_device(inventory.get("loop-absent-hwmon"))
+    assert not broken["ok"] and not broken["power"]["ok"] and "loop-absent-hwmon" in broken["power"]["error"]
