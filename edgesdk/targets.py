@@ -40,7 +40,7 @@ class Target(BaseModel):
 def targets_dirs() -> list[Path]:
     dirs = [Path(p) for p in os.environ.get("EDGESDK_TARGETS", "").split(os.pathsep) if p]
     dirs.append(Path(__file__).resolve().parent.parent / "targets")
-    dirs.append(Path(__file__).resolve().parent / "targets")  # installed wheel layout
+    dirs.append(Path(__file__).resolve().parent / "_targets")  # installed wheel layout (pyproject package-dir)
     return [d for d in dirs if d.is_dir()]
 
 

@@ -21,7 +21,8 @@ PROGRESS_MARK = "edgesdk-progress "
 
 def templates_dirs() -> list[Path]:
     here = Path(__file__).resolve().parent
-    return [d for d in (here.parent.parent / "templates", here.parent / "templates") if d.is_dir()]
+    # the repository's templates/, or edgesdk/_templates in an installed wheel (pyproject package-dir)
+    return [d for d in (here.parent.parent / "templates", here.parent / "_templates") if d.is_dir()]
 
 
 def render(runner: str, target: Target) -> str:
