@@ -25,11 +25,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import edgesdk  # noqa: E402
 from edgesdk import progress  # noqa: E402
+from edgesdk.power import SENSORS  # noqa: E402
 from tests.devices.sshd_server import SSHServer, write_devices  # noqa: E402
 from tests.power.profile_player import ProfilePlayer, sensor_configs  # noqa: E402
 from tests.power.stand_in import matmul_artifact  # noqa: E402
 
-KINDS = ["tegrastats", "ina3221", "rpi5-pmic", "hwmon", "rapl", "command"]
+KINDS = [kind for kind in SENSORS if kind != "none"]  # every registered sensor that measures something
 
 
 def main() -> int:

@@ -130,9 +130,8 @@ def verify(artifact: str | Path | Artifact, data: Any, limit: int | None = None,
     float_file = art.manifest.get("float_model_file")
     if not float_file or not (art.path / float_file).exists():
         raise ArtifactError(f"{art.path}: has no float model to verify against")
-    float_graph = load(art.path / float_file)
     data = CalibrationData.coerce(data, "held-out data")
-    feeds = list(data.feeds(float_graph, limit))
+    feeds = list(data.feeds(art, limit))  # the manifest's input specs: the float model is not parsed twice
     expected = _run_all(exporter.runner(art.path / float_file, threads), feeds, "float model")
     actual = _run_all(exporter.runner(art.model_path, threads), feeds, "artifact")
     return {"artifact": str(art.path), "samples": len(feeds), "outputs": compare(actual, expected)}

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ArtifactError
+from .graph import TensorSpec
 
 MANIFEST = "manifest.json"
 REFERENCE = "reference.npz"
@@ -60,6 +61,11 @@ class Artifact:
     @property
     def format(self) -> str:
         return self.manifest["format"]
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        """The model's inputs as the manifest records them (no need to load the model)."""
+        return [TensorSpec.from_json(spec) for spec in self.manifest["inputs"]]
 
     @classmethod
     def load(cls, path: str | Path, check_files: bool = True) -> Artifact:

@@ -8,14 +8,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from .errors import CalibrationError
-from .graph import Graph, TensorSpec
+from .graph import TensorSpec
 
 Feed = dict[str, np.ndarray]
+
+
+class HasInputs(Protocol):
+    """A Graph, or an Artifact (whose manifest lists the inputs without loading the model)."""
+
+    @property
+    def inputs(self) -> list[TensorSpec]: ...
 
 
 class CalibrationData:
@@ -65,9 +72,9 @@ class CalibrationData:
     def __len__(self) -> int:
         return len(self._raw)
 
-    def feeds(self, graph: Graph, limit: int | None = None) -> Iterator[Feed]:
-        """Feeds checked and shaped for ``graph``; the first bad sample raises CalibrationError."""
-        specs = graph.inputs
+    def feeds(self, model: HasInputs, limit: int | None = None) -> Iterator[Feed]:
+        """Feeds checked and shaped for ``model``'s inputs; the first bad sample raises CalibrationError."""
+        specs = model.inputs
         names = {s.name for s in specs}
         for index, raw in enumerate(self._raw[:limit]):
             extra = sorted(set(raw) - names)
@@ -75,8 +82,8 @@ class CalibrationData:
                 raise CalibrationError(f"{self.origin}: has arrays the model has no input for: {extra} (model inputs: {sorted(names)})")
             yield {spec.name: _shaped(spec, raw, index, self.origin) for spec in specs}
 
-    def validate(self, graph: Graph) -> None:
-        for _ in self.feeds(graph):
+    def validate(self, model: HasInputs) -> None:
+        for _ in self.feeds(model):
             pass
 
     def split(self, count: int) -> tuple[CalibrationData, CalibrationData | None]:

@@ -35,6 +35,10 @@ class TensorSpec:
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
 
+    @classmethod
+    def from_json(cls, document: dict[str, Any]) -> TensorSpec:
+        return cls(document["name"], document["dtype"], tuple(document["shape"]))
+
 
 def _spec(value: ir.Value) -> TensorSpec:
     dtype = value.dtype

@@ -104,3 +104,12 @@ def test_help_imports_no_heavy_framework():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
+def test_verify_checks_heldout_data_against_the_manifest_inputs(tmp_path, mlp):
+    model, calib, _ = mlp
+    out = tmp_path / "art"
+    assert cli("convert", str(model), "--recipe", "int8", "--calib", str(calib), "-o", str(out)).returncode == 0
+    np.savez(tmp_path / "bad.npz", x=np.zeros((4, 16, 32), np.float64).astype(np.int64))
+    result = cli("verify", str(out), "--data", str(tmp_path / "bad.npz"))
+    assert result.returncode == 4 and "'x' is int64, the model expects float32" in result.stderr

@@ -55,13 +55,16 @@ class TensorStats:
 
 def collect(graph: Graph, names: list[str], data: CalibrationData, limit: int | None = None) -> dict[str, TensorStats]:
     """Run ``graph`` on ``data`` exposing the tensors ``names`` as outputs; return their statistics."""
-    probe = graph.clone()
-    values = {v.name: v for v in _all_values(probe.model.graph)}
-    existing = {v.name for v in probe.model.graph.outputs}
-    for name in names:
-        if name not in existing:
-            probe.model.graph.outputs.append(values[name])
-    session = ort_session(probe, optimization="basic")
+    outputs = graph.model.graph.outputs
+    values = {v.name: v for v in _all_values(graph.model.graph)}
+    existing = {v.name for v in outputs}
+    added = [values[name] for name in names if name not in existing]
+    # Expose the tensors only while the session is built (it reads a serialized copy), not a deep clone.
+    outputs.extend(added)
+    try:
+        session = ort_session(graph, optimization="basic")
+    finally:
+        del outputs[len(outputs) - len(added):]
     stats = {name: TensorStats() for name in names}
     total = min(len(data), limit) if limit else len(data)
     for feed in progress.track(data.feeds(graph, limit), "calibrating", total=total):

@@ -55,7 +55,7 @@ def test_int4_artifact_uses_int4_kernels(minilm_artifacts):
     assert sum(k["kernel"] == "GatherBlockQuantized" for k in kernels) == 3
 
 
-def test_quantize_keeps_the_float_graph(minilm_graph, minilm_data):
+def test_quantize_keeps_the_float_graph(minilm_graph):
     quantized = edgesdk.quantize(minilm_graph, "int8-dynamic")
     assert quantized.float_graph is minilm_graph
     assert not minilm_graph.is_quantized and quantized.is_quantized
