@@ -1,15 +1,18 @@
 """Real English sentences that ship with Python: the docstrings of standard-library modules.
 
-Deterministic (sorted traversal, fixed shuffle seed), offline, and varied enough (short API notes to
-long explanations) to calibrate and evaluate a sentence-embedding model."""
+The docstrings are read from the modules' source files with ``ast``, not from imported objects: what a
+live module holds depends on what else the process imported (submodules, libraries that wrap stdlib
+functions), and the calibration and held-out sets must be the same in every process. Deterministic
+(sorted traversal, fixed shuffle seed), offline, and varied enough (short API notes to long
+explanations) to calibrate and evaluate a sentence-embedding model."""
 
 from __future__ import annotations
 
-import importlib
-import inspect
+import ast
+import importlib.util
 import random
 import re
-import warnings
+from pathlib import Path
 
 MODULES = [
     "argparse", "ast", "asyncio", "base64", "bisect", "calendar", "codecs", "collections", "colorsys",
@@ -29,28 +32,29 @@ _CODE = re.compile(r">>>|[{}\[\]=]")
 
 def sentences(seed: int = 0) -> list[str]:
     """Unique sentences of 40-400 characters from standard-library docstrings, shuffled with ``seed``."""
-    with warnings.catch_warnings():  # some members are deprecated aliases (typing.io) that warn when read
-        warnings.simplefilter("ignore")
-        return _sentences(seed)
-
-
-def _sentences(seed: int) -> list[str]:
     seen: set[str] = set()
     found: list[str] = []
     for name in MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ImportError:
-            continue
-        members = [module] + [getattr(module, a) for a in sorted(dir(module)) if not a.startswith("_")]
-        for obj in members:
-            if not (inspect.ismodule(obj) or inspect.isclass(obj) or inspect.isfunction(obj)):
-                continue
-            doc = inspect.getdoc(obj)
-            for paragraph in re.split(r"\n\s*\n", doc or ""):
+        for doc in _docstrings(name):
+            for paragraph in re.split(r"\n\s*\n", doc):
                 for sentence in _SPLIT.split(" ".join(paragraph.split())):
                     if 40 <= len(sentence) <= 400 and sentence[0].isupper() and not _CODE.search(sentence) and sentence not in seen:
                         seen.add(sentence)
                         found.append(sentence)
     random.Random(seed).shuffle(found)
     return found
+
+
+def _docstrings(name: str) -> list[str]:
+    """The module's docstring, then those of its public top-level classes and functions, by name."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        return []  # a C extension has no source to read
+    tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+    definitions = sorted(
+        (node for node in tree.body if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+         and not node.name.startswith("_")),
+        key=lambda node: node.name,
+    )
+    docs = [ast.get_docstring(tree)] + [ast.get_docstring(node) for node in definitions]
+    return [doc for doc in docs if doc]
