@@ -56,12 +56,14 @@ def export(
 ) -> Artifact:
     """Write the artifact directory: model, manifest.json, reference inputs/outputs, float model.
 
-    Reference inputs come from ``reference_data``, else from the calibration data the graph was
-    quantized with (its last samples). The accuracy against the float model on them goes in the manifest."""
-    from .exporters import get_exporter
+    The target's backend writes the model file. Reference inputs come from ``reference_data``, else from
+    the calibration data the graph was quantized with (its last samples); the artifact's accuracy against
+    the float model on them (ONNX Runtime on the float ONNX graph, whatever the backend) goes in the manifest."""
+    from .backends import get_backend
 
     target = target if isinstance(target, Target) else load_target(target)
-    exporter = get_exporter(target.exporter)
+    backend = get_backend(target.backend)
+    backend.check_recipe((graph.recipe or get_recipe("fp32")).name)
     out = Path(out_dir).expanduser()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         if not overwrite:
@@ -74,7 +76,7 @@ def export(
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     try:
-        artifact = _write_artifact(graph, target, exporter, partial, reference_data)
+        artifact = _write_artifact(graph, target, backend, partial, reference_data)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
@@ -85,58 +87,67 @@ def export(
     return artifact
 
 
-def _write_artifact(graph: Graph, target: Target, exporter, out: Path, reference_data: Any) -> Artifact:
+def _write_artifact(graph: Graph, target: Target, backend, out: Path, reference_data: Any) -> Artifact:
     float_graph = graph.float_graph or graph
-    with progress.step(f"exporting for {target.name} ({exporter.RUNTIME})"):
-        model_path, extra = exporter.write(graph, target, out)
+    data = reference_data if reference_data is not None else graph.calibration
+    data = CalibrationData.coerce(data, "reference data") if data is not None else None
+    feeds = list(data.feeds(float_graph))[-REFERENCE_SAMPLES:] if data is not None else []
+    calibration = list(graph.calibration.feeds(float_graph)) if graph.calibration is not None else feeds
+    with progress.step(f"exporting for {target.name} ({backend.runtime})"):
+        exported = backend.export(graph, target, out, calibration)
         float_path = float_graph.save(out / "float" / "model.onnx")
 
+    device_files = [exported.model_file, *exported.device_files]
     manifest: dict[str, Any] = {
         "edgesdk_version": version(),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "format": exporter.FORMAT,
-        "runtime": exporter.RUNTIME,
+        "backend": backend.name,
+        "format": backend.format,
+        "runtime": backend.runtime,
         "target": target.name,
         "target_config": target.model_dump(),
         "model": {"name": graph.name, "source": graph.source},
         "recipe": (graph.recipe or get_recipe("fp32")).to_json(),
-        "model_file": model_path.name,
-        "float_model_file": str(float_path.relative_to(out)),
-        "device_files": [model_path.name, "reference.npz", "manifest.json"],
-        "inputs": [s.to_json() for s in graph.inputs],
+        "model_file": exported.model_file,
+        "float_model_file": float_path.relative_to(out).as_posix(),
+        "device_files": device_files,
+        "inputs": exported.inputs or [s.to_json() for s in graph.inputs],
         "outputs": [s.to_json() for s in graph.outputs],
         "quantization": graph.report,
-        **extra,
+        "backend_info": exported.info,
     }
-    data = reference_data if reference_data is not None else graph.calibration
-    if data is not None:
-        data = CalibrationData.coerce(data, "reference data")
-        feeds = list(data.feeds(float_graph))[-REFERENCE_SAMPLES:]
-        expected = _run_all(exporter.runner(float_path), feeds, "float reference")
+    if feeds:
+        expected = _run_all(_float_runner(float_path), feeds, "float reference")
         manifest["reference"] = write_reference(out, feeds, expected)
-        actual = _run_all(exporter.runner(model_path), feeds, "exported model")
+        manifest["device_files"].append(manifest["reference"]["file"])
+        actual = _run_all(backend.host_runner(out / exported.model_file, exported.info), feeds, "exported model")
         manifest["accuracy"] = {"outputs": compare(actual, expected), "samples": len(feeds), "data": data.origin}
-    else:
-        manifest["device_files"].remove("reference.npz")
     return finish_manifest(out, manifest)
+
+
+def _float_runner(path: Path, threads: int | None = None):
+    """The float reference: ONNX Runtime on the float ONNX graph, whatever the artifact's backend."""
+    from .runtime import ort_session, run
+
+    session = ort_session(path, threads=threads)
+    return lambda feed: run(session, feed)
 
 
 def verify(artifact: str | Path | Artifact, data: Any, limit: int | None = None, threads: int | None = None) -> dict:
     """Run the artifact and its float model on held-out data; per output: cosine mean/min, max abs error."""
-    from .exporters import exporter_for_format
+    from .backends import backend_for_artifact
 
     art = artifact if isinstance(artifact, Artifact) else Artifact.load(artifact)
-    exporter = exporter_for_format(art.format)
-    float_file = art.manifest.get("float_model_file")
-    if not float_file or not (art.path / float_file).exists():
+    backend = backend_for_artifact(art.manifest)
+    float_path = art.float_model_path
+    if float_path is None or not float_path.exists():
         raise ArtifactError(f"{art.path}: has no float model to verify against")
     data = CalibrationData.coerce(data, "held-out data")
     feeds = list(data.feeds(art, limit))  # the manifest's input specs: the float model is not parsed twice
-    expected = _run_all(exporter.runner(art.path / float_file, threads), feeds, "float model")
-    actual = _run_all(exporter.runner(art.model_path, threads), feeds, "artifact")
+    expected = _run_all(_float_runner(float_path, threads), feeds, "float model")
+    actual = _run_all(backend.host_runner(art.model_path, art.manifest.backend_info, threads), feeds, "artifact")
     return {"artifact": str(art.path), "samples": len(feeds), "outputs": compare(actual, expected)}
 
 
 def _run_all(run, feeds: list[dict[str, np.ndarray]], label: str) -> list[dict[str, np.ndarray]]:
     return [run(feed) for feed in progress.track(feeds, f"running {label}", total=len(feeds))]
-

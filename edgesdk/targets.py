@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from .errors import UsageError
 
@@ -20,21 +20,28 @@ class Target(BaseModel):
     description: str = ""
     arch: Literal["native", "x86_64", "aarch64", "armv7l", "cortex-m"] = "native"
     cpu: str = ""
-    exporter: Literal["onnxruntime", "tflite", "coreml", "tvm-c"] = "onnxruntime"
+    backend: str = "onnxruntime"  # a registered backend (edgesdk/backends): its exporter, runners and options
+    options: dict[str, Any] = {}  # the backend's own options, validated by it (e.g. onnxruntime: contrib_ops)
     default_recipe: str = "int8"
-    runner: str = "ort"
-    # ORT contrib kernels (MatMulIntegerToFloat, MatMulNBits, GatherBlockQuantized) are in every ORT
-    # CPU build; a target whose runtime lacks them sets this false and gets plain QDQ.
-    ort_contrib_ops: bool = True
-    # ORT 1.31's SkipLayerNormalization CPU kernel is slower than Add + LayerNormalization; a target
-    # whose ORT build has a faster one sets this true (see the fp32 rows of benchmarks/minilm_recipes.py).
-    ort_skip_layernorm_fusion: bool = False
-    # MatMulNBits compute precision for int4 weights: 4 = int8 activations (faster), 0 = float.
-    ort_nbits_accuracy_level: Literal[0, 1, 2, 3, 4] = 4
     threads: int = Field(default=0, ge=0, description="intra-op threads on the device; 0 = runtime default")
     cflags: list[str] = []
     power_sensor: str = "none"
-    install: str = "python3 -m pip install onnxruntime numpy"
+    install: str | None = None  # the device's install command; absent: the backend's
+    _backend_options: Any = PrivateAttr(default=None)
+
+    @property
+    def backend_options(self) -> Any:
+        """The ``options`` block as the backend's typed options (validated when the target is loaded)."""
+        if self._backend_options is None:
+            from .backends import get_backend
+
+            self._backend_options = get_backend(self.backend).parse_options(self.options, f"target '{self.name}'")
+        return self._backend_options
+
+    def install_command(self) -> str:
+        from .backends import get_backend
+
+        return self.install or get_backend(self.backend).install
 
 
 def targets_dirs() -> list[Path]:
@@ -60,8 +67,16 @@ def load_target(name: str) -> Target:
                 raise UsageError(f"{path}: not valid YAML: {exc}") from None
             data.setdefault("name", name)
             try:
-                return Target(**data)
+                target = Target(**data)
             except ValidationError as exc:
                 problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
                 raise UsageError(f"{path}: {problems}") from None
+            from .backends import get_backend
+
+            try:
+                backend = get_backend(target.backend)
+            except UsageError as exc:
+                raise UsageError(f"{path}: {exc}") from None
+            target._backend_options = backend.parse_options(target.options, str(path))
+            return target
     raise UsageError(f"unknown target '{name}' (known: {', '.join(available_targets()) or 'none'})")

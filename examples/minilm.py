@@ -44,7 +44,7 @@ def main() -> int:
         quantized = edgesdk.quantize(graph, recipe, calibration=calib_path if REGISTRY[recipe].needs_calibration else None)
         artifact = edgesdk.export(quantized, args.target, args.out / recipe, reference_data=calib_path)
         report = edgesdk.verify(artifact, heldout_path)["outputs"]["sentence_embedding"]
-        size = artifact.manifest["files"][artifact.manifest["model_file"]]["bytes"]
+        size = artifact.manifest.files[artifact.manifest.model_file].bytes
         rows.append((recipe, size, report["cosine_mean"], report["cosine_min"]))
         print(f"  {recipe:13s} {size / 1e6:6.1f} MB  cosine to fp32: mean {report['cosine_mean']:.5f}  min {report['cosine_min']:.5f}")
 

@@ -32,8 +32,8 @@ def test_int8_is_accurate(verified):
 def test_int4_is_accurate_and_small(verified, minilm_artifacts):
     emb = verified("int4")["outputs"]["sentence_embedding"]
     assert emb["cosine_mean"] >= 0.97, emb
-    files = minilm_artifacts("int4").manifest["files"]
-    ratio = files["model.onnx"]["bytes"] / files["float/model.onnx"]["bytes"]
+    files = minilm_artifacts("int4").manifest.files
+    ratio = files["model.onnx"].bytes / files["float/model.onnx"].bytes
     assert ratio <= 0.18, f"int4 file is {ratio:.1%} of fp32"
 
 
@@ -52,7 +52,7 @@ def test_accuracy_at_export_agrees_with_verify(minilm_artifacts, minilm_data):
     artifact = minilm_artifacts("int8")
     feeds, _ = artifact.reference()
     report = edgesdk.verify(artifact, feeds)
-    at_export = artifact.manifest["accuracy"]["outputs"]["sentence_embedding"]
+    at_export = artifact.manifest.accuracy["outputs"]["sentence_embedding"]
     assert report["outputs"]["sentence_embedding"]["cosine_mean"] == pytest.approx(at_export["cosine_mean"], abs=1e-6)
 
 

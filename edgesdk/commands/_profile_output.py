@@ -14,7 +14,7 @@ def print_profile(result) -> None:
     table.add_column(style="bold")
     table.add_column()
     table.add_row("device", f"{facts.arch}, {facts.cpu or '?'} x{facts.cores or '?'}, {facts.os}, kernel {facts.kernel}")
-    table.add_row("runtime", f"onnxruntime {result.runtime.get('version', '?')}, python {facts.python}, "
+    table.add_row("runtime", f"{result.runtime.get('name', '?')} {result.runtime.get('version', '?')}, python {facts.python}, "
                              f"threads {result.runtime.get('threads') or 'default'}")
     table.add_row("latency (ms)", f"p50 {lat.p50:.2f}  p90 {lat.p90:.2f}  p99 {lat.p99:.2f}  "
                                   f"mean {lat.mean:.2f} ± {lat.std:.2f}  min {lat.min:.2f}  max {lat.max:.2f}  (n={lat.n})")

@@ -16,7 +16,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     )
     p.add_argument("model", help="an .onnx file, or a .py file whose build_model() returns (nn.Module, example_inputs)")
     p.add_argument("--target", default="host", help="a target in targets/ (default: host)")
-    p.add_argument("--recipe", default=None, help="fp32 | int8 | int8-dynamic | int4 (default: the target's)")
+    p.add_argument("--recipe", default=None, help="fp32 | int8 | int8-dynamic | int4 (default: the target's); "
+                   "the target's backend must be able to express it")
     p.add_argument("--calib", metavar="NPZ", help="calibration data: one array per model input, first axis = samples")
     p.add_argument("--reference", metavar="NPZ", help="inputs to store as the artifact's reference (default: --calib)")
     p.add_argument("--option", "-O", action="append", default=[], metavar="KEY=VALUE",
@@ -28,25 +29,29 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     from .. import api
+    from ..backends import get_backend
     from ..targets import load_target
 
     target = load_target(args.target)
-    graph = api.load(args.model)
     recipe = args.recipe or target.default_recipe
+    get_backend(target.backend).check_recipe(recipe)  # before a conversion that may take minutes
+    graph = api.load(args.model)
     quantized = api.quantize(graph, recipe, calibration=args.calib, **parse_options(args.option))
     artifact = api.export(quantized, target, args.out, reference_data=args.reference)
     summary = {
         "artifact": str(artifact.path),
         "target": target.name,
-        "recipe": artifact.manifest["recipe"],
-        "bytes": artifact.manifest["files"][artifact.manifest["model_file"]]["bytes"],
-        "accuracy": artifact.manifest.get("accuracy"),
+        "backend": artifact.manifest.backend,
+        "recipe": artifact.manifest.recipe.model_dump(),
+        "bytes": artifact.manifest.files[artifact.manifest.model_file].bytes,
+        "accuracy": artifact.manifest.accuracy,
     }
     if args.json:
         print_json(summary)
         return 0
     size_mb = summary["bytes"] / 1e6
-    print(f"wrote {artifact.path}/  ({artifact.manifest['model_file']}: {size_mb:.1f} MB, recipe {recipe}, target {target.name})")
+    print(f"wrote {artifact.path}/  ({artifact.manifest.model_file}: {size_mb:.1f} MB, recipe {recipe}, "
+          f"target {target.name}, backend {target.backend})")
     for name, m in (summary["accuracy"] or {}).get("outputs", {}).items():
         print(f"  {name}: cosine mean {m['cosine_mean']:.5f} min {m['cosine_min']:.5f}, max |err| {m['max_abs_error']:.4g}"
               f"  ({summary['accuracy']['samples']} reference samples)")

@@ -11,14 +11,17 @@ float reference. Every step's result is written to the run directory as it arriv
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import posixpath
 import time
 from pathlib import Path
 from typing import Any
 
 from .. import progress
-from ..artifact import MANIFEST, Artifact, sha256_file
-from ..errors import ArtifactError, DeviceAuthError, DeviceConnectionError, EdgeSDKError, HostKeyError, UsageError
+from ..artifact import MANIFEST, Artifact, inside, sha256_file
+from ..backends import backend_for_artifact, get_backend
+from ..backends.base import DeviceRunner
+from ..errors import DeviceAuthError, DeviceConnectionError, EdgeSDKError, HostKeyError, UsageError
 from ..metrics import compare
 from ..runs import Run, RunStore
 from ..targets import Target, load_target
@@ -28,7 +31,6 @@ from .inventory import Device, Inventory, load_inventory
 from .transport import Transport, open_transport
 from .upload import FileToPush, PushResult, push
 
-RUNNER_FOR_FORMAT = {"onnx": "ort"}  # artifact format -> runner template
 DEFAULT_TIMEOUT_S = 900.0
 
 
@@ -104,9 +106,9 @@ class DeviceSession:
             raise
         return cls(device, transport, facts, phases)
 
-    def require(self, runner: str) -> None:
-        """Refuse (with the install command) when the device lacks what ``runner`` imports."""
-        device_facts.require_runtime(self.facts, runner, self.target, self.device.name, self.device.interpreter)
+    def require(self, backend) -> None:
+        """Refuse (with the install command) when the device lacks what ``backend``'s runner imports."""
+        device_facts.require_runtime(self.facts, backend, self.target, self.device.name, self.device.interpreter)
 
     def close(self) -> None:
         self.transport.close()
@@ -146,17 +148,14 @@ def profile(
     if runs < 1 or warmup < 0:
         raise UsageError(f"--runs must be >= 1 and --warmup >= 0 (got {runs} and {warmup})")
     art = artifact if isinstance(artifact, Artifact) else Artifact.load(artifact)
-    runner = RUNNER_FOR_FORMAT.get(art.format)
-    if runner is None:
-        raise ArtifactError(f"{art.path}: no on-device runner for format '{art.format}' yet")
+    backend = backend_for_artifact(art.manifest)
     dev = session.device if session else resolve_device(device, devices)
     if power:  # a device without a sensor is refused before anything connects
         from ..power.session import power_config, require_sensor
 
         require_sensor(power_config(dev, load_target(dev.target)), dev.name)
-    manifest = art.manifest
-    model = (manifest.get("model") or {}).get("name") or art.path.name
-    recipe = (manifest.get("recipe") or {}).get("name", "")
+    model = art.manifest.model.name or art.path.name
+    recipe = art.manifest.recipe.name
     run = RunStore(runs_dir).start(dev.name, model, str(art.path), dev.target, recipe)
     own_session = session is None
     try:
@@ -164,8 +163,8 @@ def profile(
         if own_session:
             session = DeviceSession.open(dev)
         run.write_json("device.json", {"device": _device_record(dev), "facts": session.facts.to_json()})
-        session.require(runner)
-        return _profile_on(session, art, runner, run, runs, warmup, budget_s, timeout_s, model, recipe, power)
+        session.require(backend)
+        return _profile_on(session, art, backend, run, runs, warmup, budget_s, timeout_s, model, recipe, power)
     except BaseException as exc:
         run.fail(exc if isinstance(exc, EdgeSDKError) else f"{type(exc).__name__}: {exc}")
         raise
@@ -174,7 +173,29 @@ def profile(
             session.close()
 
 
-def _profile_on(session: DeviceSession, art: Artifact, runner: str, run: Run, runs: int, warmup: int,
+def plan_files(art: Artifact, runner: DeviceRunner, run_dir: Path) -> tuple[list[FileToPush], str, str]:
+    """What a profile pushes, named relative to the device's workdir: the runner's files in a folder named by
+    their content, the artifact's device files (each with its manifest sha256) and manifest.json in a folder
+    named by the manifest's hash. Returns (files, runner folder, artifact folder)."""
+    local_runner = run_dir / "runner"
+    local_runner.mkdir(parents=True, exist_ok=True)
+    runner_dir = posixpath.join("runners", f"{runner.name}-{runner.digest[:16]}")
+    files = []
+    for name, content in runner.files.items():
+        local = local_runner / name
+        local.write_bytes(content)
+        files.append(FileToPush(local, posixpath.join(runner_dir, name), hashlib.sha256(content).hexdigest(), len(content)))
+    manifest_path = art.path / MANIFEST
+    artifact_dir = posixpath.join("artifacts", sha256_file(manifest_path)[:16])
+    for name in art.manifest.device_files:  # names validated with the manifest; inside() checked them on load
+        entry = art.manifest.files[name]
+        files.append(FileToPush(inside(art.path, name), posixpath.join(artifact_dir, name), entry.sha256, entry.bytes))
+    files.append(FileToPush(manifest_path, posixpath.join(artifact_dir, MANIFEST), sha256_file(manifest_path),
+                            manifest_path.stat().st_size))
+    return files, runner_dir, artifact_dir
+
+
+def _profile_on(session: DeviceSession, art: Artifact, backend, run: Run, runs: int, warmup: int,
                 budget_s: float | None, timeout_s: float | None, model: str, recipe: str,
                 power: bool = False) -> ProfileResult:
     dev, transport = session.device, session.transport
@@ -182,28 +203,16 @@ def _profile_on(session: DeviceSession, art: Artifact, runner: str, run: Run, ru
     python = dev.interpreter
     workdir = transport.path(dev.workdir)  # '~/x' as the device's commands and file calls both read it
 
-    # Files: the artifact's device files in a directory named by the manifest's hash, the runner by its own.
-    script = device_runner.render(runner, session.target)
-    runner_file = run.dir / "runner.py"
-    runner_file.write_text(script)
-    manifest_sha = sha256_file(art.path / MANIFEST)
-    remote_artifact = posixpath.join(workdir, "artifacts", manifest_sha[:16])
-    remote_runner = posixpath.join(workdir, "runners", device_runner.runner_name(script, runner))
-    files = [FileToPush(runner_file, remote_runner, sha256_file(runner_file), runner_file.stat().st_size)]
-    for name in art.manifest.get("device_files") or [art.manifest["model_file"], MANIFEST]:
-        local = art.path / name
-        if not local.exists():
-            raise ArtifactError(f"{art.path}: device file {name} is missing")
-        entry = art.manifest["files"].get(name) or {"sha256": sha256_file(local), "bytes": local.stat().st_size}
-        files.append(FileToPush(local, posixpath.join(remote_artifact, name), entry["sha256"], entry["bytes"]))
-
+    runner = backend.device_runner(session.target, art.manifest.backend_info)
+    files, runner_dir, artifact_dir = plan_files(art, runner, run.dir)
     start = time.perf_counter()
     with progress.bar(f"uploading to {dev.name}", None, unit="bytes") as update:
-        pushed = push(transport, python, files, progress=update)
+        pushed = push(transport, python, workdir, files, progress=update)
     phases["upload"] = time.perf_counter() - start
 
     remote_outputs = posixpath.join(workdir, "outputs", f"{run.id}.npz")
-    argv = device_runner.runner_argv(python, remote_runner, remote_artifact, remote_outputs, runs, warmup,
+    argv = device_runner.runner_argv(runner.argv, python, posixpath.join(workdir, runner_dir),
+                                     posixpath.join(workdir, artifact_dir), remote_outputs, runs, warmup,
                                      session.target.threads, budget_s)
     timeout = timeout_s or (budget_s + DEFAULT_TIMEOUT_S if budget_s else DEFAULT_TIMEOUT_S)
     sampling = _start_power(session, run, workdir, timeout) if power else None
@@ -241,7 +250,7 @@ def _profile_on(session: DeviceSession, art: Artifact, runner: str, run: Run, ru
         run_id=run.id, run_dir=run.dir, device=dev.name, target=dev.target, artifact=str(art.path), model=model,
         recipe=recipe, latency=device_runner.LatencyStats.of(document["latencies_ms"]),
         latencies_ms=document["latencies_ms"], peak_rss_mb=float(document["peak_rss_mb"]), accuracy=accuracy,
-        host_accuracy=(art.manifest.get("accuracy") or {}).get("outputs", {}), facts=session.facts,
+        host_accuracy=(art.manifest.accuracy or {}).get("outputs", {}), facts=session.facts,
         runtime=document.get("runtime", {}), upload=pushed, phases_s=phases, clock=document.get("clock") or {},
         power=power_result,
     )
@@ -314,10 +323,12 @@ def deploy(
         from ..power.session import power_config, require_sensor
 
         require_sensor(power_config(dev, tgt), dev.name)
+    backend = get_backend(tgt.backend)
+    recipe_name = recipe or tgt.default_recipe
+    backend.check_recipe(recipe_name)
     with DeviceSession.open(dev) as session:
-        session.require(tgt.runner)
+        session.require(backend)
         graph = api.load(model)
-        recipe_name = recipe or tgt.default_recipe
         quantized = api.quantize(graph, recipe_name, calibration=calibration, **recipe_options)
         out = out_dir or Path("out") / f"{_plain(graph.name or 'model')}-{tgt.name}-{recipe_name}"
         artifact = api.export(quantized, tgt, out, reference_data=reference_data)
@@ -361,7 +372,8 @@ def check_device(device: Device) -> dict[str, Any]:
                           connect_s=round(session.phases["connect"], 3), arch=facts.arch, cpu=facts.cpu,
                           cores=facts.cores, kernel=facts.kernel, os=facts.os, python=facts.python,
                           python_executable=facts.python_executable, runtimes=facts.runtimes)
-            missing = device_facts.missing_runtimes(facts, session.target.runner)
+            backend = get_backend(session.target.backend)
+            missing = device_facts.missing_runtimes(facts, backend)
             if missing:
                 report["error"] = (f"missing {' and '.join(missing)}; install with: "
                                    f"{device_facts.install_command(session.target, device.interpreter)}")

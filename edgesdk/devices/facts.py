@@ -10,10 +10,10 @@ import shlex
 from dataclasses import asdict, dataclass, field
 
 from ..errors import DeviceError, MissingRuntimeError
-from ..targets import Target
 from .transport import Transport
 
 # Versions come from package metadata: importing onnxruntime only to read its version costs ~0.2 s.
+# Arguments: MODULE=DIST pairs, the modules the registered backends' runners import.
 FACTS_SCRIPT = r"""
 import importlib.metadata, importlib.util, json, os, platform, sys
 def read(path, limit=65536):
@@ -34,7 +34,7 @@ print(json.dumps({
     "system": platform.system(), "kernel": platform.release(), "os_release": read("/etc/os-release", 4096),
     "cpuinfo": read("/proc/cpuinfo"), "meminfo": read("/proc/meminfo", 4096), "cpu_count": os.cpu_count(),
     "device_model": read("/proc/device-tree/model", 256).strip("\x00 \n"),
-    "modules": {"numpy": version("numpy", "numpy"), "onnxruntime": version("onnxruntime", "onnxruntime")},
+    "modules": {m: version(m, d) for m, _, d in (a.partition("=") for a in sys.argv[1:])},
 }))
 """
 
@@ -47,8 +47,6 @@ ARM_PARTS = {
     ("0x41", "0xd46"): "Cortex-A510", ("0x41", "0xd47"): "Cortex-A710", ("0x41", "0xd4b"): "Cortex-A78C",
     ("0x41", "0xc07"): "Cortex-A7", ("0x41", "0xc09"): "Cortex-A9", ("0x41", "0xc0f"): "Cortex-A15",
 }
-
-RUNTIME_MODULES = {"ort": ["onnxruntime", "numpy"]}  # target.runner -> modules the runner imports
 
 
 @dataclass
@@ -132,9 +130,21 @@ def parse_facts(stdout: str) -> DeviceFacts:
     )
 
 
+def device_modules() -> list[tuple[str, str]]:
+    """(module, distribution) of everything any registered backend's runner imports."""
+    from ..backends import all_backends
+
+    found: dict[str, str] = {}
+    for backend in all_backends():
+        for requirement in backend.device_modules:
+            found.update(requirement.names())
+    return sorted(found.items())
+
+
 def gather(transport: Transport, python: str, timeout: float = 30.0) -> DeviceFacts:
     device = transport.device
-    done = transport.run([python, "-c", FACTS_SCRIPT], timeout=timeout)
+    modules = [f"{m}={d}" for m, d in device_modules()]
+    done = transport.run([python, "-c", FACTS_SCRIPT, *modules], timeout=timeout)
     if done.exit_code in (126, 127):
         raise MissingRuntimeError(
             f"device '{device.name}': python '{python}' cannot be run there ({done.stderr.strip() or 'not found'}); "
@@ -146,9 +156,13 @@ def gather(transport: Transport, python: str, timeout: float = 30.0) -> DeviceFa
     return parse_facts(done.stdout)
 
 
-def install_command(target: Target, python: str) -> str:
-    """The target's install command with the device's interpreter in it."""
-    command = target.install
+def install_command(target, python: str, backend=None) -> str:
+    """The command that installs ``backend``'s runtime (default: the target's) on the device, with the device's
+    interpreter in it: the target's own ``install:`` when it is about that backend, else the backend's."""
+    if backend is None or backend.name == target.backend:
+        command = target.install_command()
+    else:
+        command = backend.install
     if "{python}" in command:
         return command.replace("{python}", shlex.quote(python))
     if command.startswith("python3 "):
@@ -156,14 +170,16 @@ def install_command(target: Target, python: str) -> str:
     return command
 
 
-def missing_runtimes(facts: DeviceFacts, runner: str) -> list[str]:
-    return [m for m in RUNTIME_MODULES.get(runner, []) if not facts.runtimes.get(m)]
+def missing_runtimes(facts: DeviceFacts, backend) -> list[str]:
+    """The backend's device modules the device lacks (a module counts when one of its alternatives is there)."""
+    return [" or ".join(m for m, _ in req.names()) for req in backend.device_modules
+            if not any(facts.runtimes.get(m) for m, _ in req.names())]
 
 
-def require_runtime(facts: DeviceFacts, runner: str, target: Target, device_name: str, python: str) -> None:
-    missing = missing_runtimes(facts, runner)
+def require_runtime(facts: DeviceFacts, backend, target, device_name: str, python: str) -> None:
+    missing = missing_runtimes(facts, backend)
     if missing:
         raise MissingRuntimeError(
-            f"device '{device_name}' lacks {' and '.join(missing)} for python '{python}'; install on the device with: "
-            f"{install_command(target, python)}"
+            f"device '{device_name}' lacks {' and '.join(missing)} for python '{python}' (needed by the "
+            f"{backend.name} runner); install on the device with: {install_command(target, python, backend)}"
         )

@@ -48,7 +48,7 @@ class Device(BaseModel):
     key: str | None = None  # a private key file; absent: ssh-agent and ~/.ssh/id_*
     known_hosts: str = "~/.ssh/known_hosts"
     host_key_policy: Literal["strict", "accept-new"] = "strict"
-    workdir: str = "/tmp/edgesdk"
+    workdir: str = "~/.cache/edgesdk"  # private to the device user; created 0700 on first upload
     python: str | None = None  # absent: python3 over SSH, this interpreter for the local transport
     tags: list[str] = []
     connect_timeout: float = Field(default=10.0, gt=0)

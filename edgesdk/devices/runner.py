@@ -1,9 +1,14 @@
-"""The on-device runner, host side: render the template for a runtime, build its command line, parse the
-one JSON document it prints, and turn its raw latencies and outputs into statistics and accuracy."""
+"""The on-device runner, host side: render a runner template, build the command line of a backend's runner
+(edgesdk/backends/base.py DeviceRunner), parse the one JSON document it prints, and turn its raw latencies
+and outputs into statistics and accuracy.
+
+The runner protocol, for Python templates and compiled programs alike: flags --artifact DIR --outputs FILE
+--runs N --warmup N --threads N --budget S; progress lines 'edgesdk-progress PHASE DONE TOTAL' on stderr; one
+JSON document on stdout {protocol, ok, latencies_ms, warmup, peak_rss_mb, outputs, runtime, clock, phases_s}
+or {protocol, ok: false, error: {kind, message}}; the reference outputs saved to FILE as s<i>_o<j> arrays."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -12,10 +17,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import ArtifactError, MissingRuntimeError, RunnerError
-from ..targets import Target
 
 PROTOCOL = 1
-TEMPLATES = {"ort": "ort_runner.py.j2"}  # target.runner -> template in templates/
 PROGRESS_MARK = "edgesdk-progress "
 
 
@@ -25,34 +28,28 @@ def templates_dirs() -> list[Path]:
     return [d for d in (here.parent.parent / "templates", here.parent / "_templates") if d.is_dir()]
 
 
-def render(runner: str, target: Target) -> str:
-    """The runner program for a target (its threads baked in as the default)."""
+def render(template_name: str, target) -> str:
+    """A runner program from templates/ for a target (its threads baked in as the default)."""
     import jinja2
 
     from ..about import version
 
-    name = TEMPLATES.get(runner)
-    if name is None:
-        raise ArtifactError(f"no on-device runner for '{runner}' yet (available: {', '.join(TEMPLATES)})")
     env = jinja2.Environment(loader=jinja2.FileSystemLoader([str(d) for d in templates_dirs()]),
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     try:
-        template = env.get_template(name)
+        template = env.get_template(template_name)
     except jinja2.TemplateNotFound:
-        raise ArtifactError(f"runner template {name} not found in {templates_dirs()}") from None
+        raise ArtifactError(f"runner template {template_name} not found in {templates_dirs()}") from None
     return template.render(edgesdk_version=version(), target=target.name, threads=int(target.threads),
                            protocol=PROTOCOL)
 
 
-def runner_name(text: str, runner: str) -> str:
-    """A device file name unique to the runner's content (different versions never overwrite each other)."""
-    return f"{runner}_runner-{hashlib.sha256(text.encode()).hexdigest()[:16]}.py"
-
-
-def runner_argv(python: str, script: str, artifact_dir: str, outputs: str, runs: int, warmup: int,
-                threads: int, budget_s: float | None) -> list[str]:
-    return [python, script, "--artifact", artifact_dir, "--outputs", outputs, "--runs", str(runs),
-            "--warmup", str(warmup), "--threads", str(threads), "--budget", str(budget_s or 0)]
+def runner_argv(command: tuple[str, ...], python: str, runner_dir: str, artifact_dir: str, outputs: str, runs: int,
+                warmup: int, threads: int, budget_s: float | None) -> list[str]:
+    """A backend runner's command with its placeholders filled in, then the protocol's flags."""
+    argv = [part.replace("{python}", python).replace("{dir}", runner_dir) for part in command]
+    return argv + ["--artifact", artifact_dir, "--outputs", outputs, "--runs", str(runs), "--warmup", str(warmup),
+                   "--threads", str(threads), "--budget", str(budget_s or 0)]
 
 
 def parse_progress(line: str) -> tuple[str, int, int] | None:

@@ -4,8 +4,9 @@
     put(local, remote, progress) / get(remote, local) / close()
 
 Over SSH every argument goes through shlex.join, so nothing from a name or path reaches the device's
-shell raw. A command runs under coreutils `timeout` in its own process group: when it runs too long it
-is killed on the device (with its children), not just abandoned by the client."""
+shell raw. A command runs in its own process group under coreutils `timeout`, or, on a device without it
+(macOS), under a small watchdog in the device's python: when it runs too long it is killed on the device
+(with its children), not just abandoned by the client."""
 
 from __future__ import annotations
 
@@ -185,20 +186,75 @@ def _kill_group(proc: subprocess.Popen) -> None:
             continue
 
 
-# The device runs: sh -c '<announce pid>; exec "$@"' sh timeout -k GRACE LIMIT argv...
-# `timeout` puts itself in a new process group and signals the whole group when the limit passes; the
-# announced pid (= that group) lets the client kill the group itself if it gives up first (Ctrl-C, lost link).
+# The device runs: sh -c _WRAPPER sh GRACE LIMIT PYTHON _WATCHDOG argv...
+# With `timeout`: it makes a new process group and signals all of it when the limit passes. The inner sh
+# announces its pid (= that group) before exec'ing it, so the client can kill the group if it gives up first
+# (Ctrl-C, lost link); the outer sh does not exec, so a `timeout` that KILLs its own group still yields 137.
+# Without `timeout` (or use_timeout=False) the python watchdog does the same and announces the group itself.
+# (A pure-sh `set -m` job would do, but dash without a tty turns job control off.)
 _PID_MARK = "edgesdk-pid "
-_WRAPPER = f'echo "{_PID_MARK}$$" >&2; exec "$@"'
+_NO_WATCHDOG = "edgesdk: neither 'timeout' nor "
+_WRAPPER = (
+    'g=$1 l=$2 py=$3 dog=$4; shift 4; '
+    'if PROBE >/dev/null 2>&1; then '
+    f'sh -c \'echo "{_PID_MARK}$$" >&2; exec "$@"\' sh timeout -k "$g" "$l" "$@"; exit; fi; '
+    f'command -v "$py" >/dev/null 2>&1 || {{ echo "{_NO_WATCHDOG}$py found" >&2; exit 127; }}; '
+    'exec "$py" -c "$dog" "$g" "$l" "$@"'
+)
+_WATCHDOG = f"""\
+import errno, os, signal, sys
+grace, limit, argv = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3:]
+r, w = os.pipe()
+pid = os.fork()
+if not pid:
+    os.close(w)
+    os.read(r, 1)  # until the parent has made our group and announced it
+    for s in (signal.SIGPIPE, signal.SIGXFSZ):  # python ignores them, and exec would keep that
+        signal.signal(s, signal.SIG_DFL)
+    try:
+        os.execvp(argv[0], argv)
+    except OSError as e:
+        sys.stderr.write("%s: %s\\n" % (argv[0], e.strerror))
+        os._exit(127 if e.errno == errno.ENOENT else 126)
+os.setpgid(pid, pid)
+sys.stderr.write("{_PID_MARK}%d\\n" % pid)
+sys.stderr.flush()
+os.close(w)
+sent = []
+def kill(sig, *_):
+    try:
+        os.killpg(pid, sig)
+    except OSError:
+        pass
+def alarm(*_):
+    sent.append(1)
+    kill(signal.SIGTERM if len(sent) == 1 else signal.SIGKILL)
+    signal.setitimer(signal.ITIMER_REAL, grace)
+for s in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM):
+    signal.signal(s, kill)
+signal.signal(signal.SIGALRM, alarm)
+signal.setitimer(signal.ITIMER_REAL, limit)
+status = os.waitpid(pid, 0)[1]
+signal.setitimer(signal.ITIMER_REAL, 0)
+if sent:
+    kill(signal.SIGKILL)  # children that outlived the command
+    os._exit(124 if len(sent) == 1 else 137)
+os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
+"""
 
 
-def remote_command(argv: Sequence[str], timeout: float) -> str:
-    """The one string sent to the device's shell: every element quoted."""
-    return shlex.join(["sh", "-c", _WRAPPER, "sh", "timeout", "-k", str(KILL_GRACE_S), f"{timeout:g}", *map(str, argv)])
+def remote_command(argv: Sequence[str], timeout: float, python: str = "python3", use_timeout: bool = True) -> str:
+    """The one string sent to the device's shell: every element quoted, on one line (repr keeps the watchdog's
+    newlines out of it, for login shells like csh)."""
+    wrapper = _WRAPPER.replace("PROBE", "command -v timeout" if use_timeout else "false")
+    return shlex.join(["sh", "-c", wrapper, "sh", str(KILL_GRACE_S), f"{timeout:g}", python,
+                       f"exec({_WATCHDOG!r})", *map(str, argv)])
 
 
 class SSHTransport(Transport):
     """paramiko: one connection for every run/put/get of this object, keepalive, host keys verified."""
+
+    use_timeout = True  # False: the python watchdog even where `timeout` exists (tests the macOS path on Linux)
 
     def __init__(self, device: Device):
         super().__init__(device)
@@ -297,7 +353,7 @@ class SSHTransport(Transport):
         link = self._transport()
         try:
             channel = link.open_session(timeout=self.device.connect_timeout)
-            channel.exec_command(remote_command(argv, timeout))
+            channel.exec_command(remote_command(argv, timeout, self.device.interpreter, self.use_timeout))
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise self._lost(exc, f"starting {Path(argv[0]).name}") from None
         pid: list[int] = []
@@ -338,10 +394,11 @@ class SSHTransport(Transport):
         stderr = err.text()
         if stderr.startswith(_PID_MARK):
             stderr = stderr.split("\n", 1)[1] if "\n" in stderr else ""
-        if code in (124, 128 + 9):  # `timeout`'s own codes: TERM stopped it / KILL was needed
+        if code in (124, 128 + 9):  # `timeout`'s (and the watchdog's) codes: TERM stopped it / KILL was needed
             raise self._timed_out(argv, timeout)
-        if code == 127 and "timeout: not found" in stderr:
-            raise DeviceError(f"device '{self.device.name}' has no 'timeout' command (coreutils or busybox needed)")
+        if code == 127 and _NO_WATCHDOG in stderr:
+            raise DeviceError(f"device '{self.device.name}' has neither a 'timeout' command nor "
+                              f"{self.device.interpreter} to bound commands with")
         return Completed(code, out.text(), stderr)
 
     def _kill_remote(self, pid: list[int]) -> None:

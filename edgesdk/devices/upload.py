@@ -1,8 +1,11 @@
-"""Push files to a device so that only complete, verified files ever carry their final name.
+"""Push files into a device's workdir so that only complete, verified files ever carry their final name, and
+nothing is ever written outside the workdir.
 
-For each file: ask the device for the sha256 of what it holds under the final name (skip it when it
-matches), else upload to '.<name>.partial', have the device hash that, and rename it into place
-(os.replace: atomic on one filesystem). A transfer cut midway leaves only the .partial file, which
+Every file is named relative to the workdir (the jail). For each: the device checks the name again (a plain
+relative path: no absolute path, no '..', no symlink on the way, whatever the host already checked), creates
+its folders (0700; the workdir too), and reports the sha256 of what it holds under the final name (skipped
+when it matches). Otherwise the file goes to '.<name>.partial', the device hashes that and renames it into
+place (os.replace: atomic on one filesystem). A transfer cut midway leaves only the .partial file, which
 nothing runs; the next push sees the final name missing and uploads again."""
 
 from __future__ import annotations
@@ -16,41 +19,68 @@ from pathlib import Path
 from ..errors import DeviceError, UploadError
 from .transport import Transport
 
-# Device-side helpers: stdlib only, run as `python -c SCRIPT args...` (arguments quoted by the transport).
-HASH_SCRIPT = r"""
+# Device-side helpers: stdlib only, run as `python -c SCRIPT JAIL args...` (arguments quoted by the transport).
+# They print one JSON line; {"refused": why} (exit 3) when a name would leave the jail.
+_JAIL = r"""
 import hashlib, json, os, sys
-for path in sys.argv[1:]:
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+jail = sys.argv[1]
+def refuse(why):
+    print(json.dumps({"refused": why}))
+    sys.exit(3)
 def sha256(path):
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+def place(name):
+    # The folders of a plain relative name created inside the jail, never through a symlink; its full path.
+    parts = name.split("/")
+    if (name.startswith("/") or "\\" in name or any(p in ("", ".", "..") for p in parts)
+            or any(ord(c) < 32 for c in name)):
+        refuse("%r is not a plain relative path inside the workdir" % name)
+    current = root
+    for part in parts[:-1]:
+        current = os.path.join(current, part)
+        if os.path.islink(current):
+            refuse("%s is a symlink on the device; nothing is written through it" % current)
+        if not os.path.isdir(current):
+            if os.path.lexists(current):
+                refuse("%s is not a folder" % current)
+            os.mkdir(current, 0o700)
+    final = os.path.join(current, parts[-1])
+    partial = os.path.join(current, "." + parts[-1] + ".partial")
+    for path in (final, partial):
+        if os.path.islink(path):
+            refuse("%s is a symlink on the device; nothing is written through it" % path)
+    return final, partial
+os.makedirs(jail, mode=0o700, exist_ok=True)
+root = os.path.realpath(jail)
+"""
+
+# args: JAIL NAME...; the sha256 of each final name (None when absent); stale partials removed.
+PREPARE_SCRIPT = _JAIL + r"""
 hashes = {}
-for path in sys.argv[1:]:
-    try:
-        hashes[path] = sha256(path)
-    except FileNotFoundError:
-        hashes[path] = None
+for name in sys.argv[2:]:
+    final, partial = place(name)
+    if os.path.lexists(partial):
+        os.remove(partial)
+    hashes[name] = sha256(final) if os.path.isfile(final) else None
 print(json.dumps(hashes))
 """
 
-# args: (expected sha256, partial path, final path)...; renames only files whose hash matches.
-FINISH_SCRIPT = r"""
-import hashlib, json, os, sys
-args, result = sys.argv[1:], {}
-for expected, partial, final in zip(args[0::3], args[1::3], args[2::3]):
-    digest = hashlib.sha256()
-    with open(partial, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    if digest.hexdigest() == expected:
+# args: JAIL (EXPECTED_SHA256 NAME)...; renames only partials whose hash matches, removes the others.
+FINISH_SCRIPT = _JAIL + r"""
+args, result = sys.argv[2:], {}
+for expected, name in zip(args[0::2], args[1::2]):
+    final, partial = place(name)
+    digest = sha256(partial)
+    if digest == expected:
         os.replace(partial, final)
-        result[final] = "ok"
+        result[name] = "ok"
     else:
         os.remove(partial)
-        result[final] = digest.hexdigest()
+        result[name] = digest
 print(json.dumps(result))
 """
 
@@ -58,7 +88,7 @@ print(json.dumps(result))
 @dataclass
 class FileToPush:
     local: Path
-    remote: str  # full path on the device (its directory is created)
+    remote: str  # relative to the workdir it is pushed into (its folders are created)
     sha256: str
     size: int
 
@@ -80,24 +110,33 @@ ByteProgress = Callable[[int, int], None]  # (bytes sent, bytes to send) over al
 def device_python_json(transport: Transport, python: str, script: str, args: Sequence[str], timeout: float, doing: str):
     """Run a stdlib helper script with the device's python and parse the one JSON line it prints."""
     done = transport.run([python, "-c", script, *args], timeout=timeout)
+    try:
+        document = json.loads(done.stdout.strip().splitlines()[-1])
+    except (json.JSONDecodeError, IndexError):
+        document = None
+    if isinstance(document, dict) and "refused" in document:
+        raise UploadError(f"device '{transport.device.name}' refused the upload: {document['refused']}")
     if not done.ok:
         detail = (done.stderr.strip().splitlines() or [f"exit {done.exit_code}"])[-1]
         raise DeviceError(f"device '{transport.device.name}': {doing} failed: {detail}")
-    try:
-        return json.loads(done.stdout.strip().splitlines()[-1])
-    except (json.JSONDecodeError, IndexError):
-        raise DeviceError(f"device '{transport.device.name}': {doing} printed no JSON: {done.stdout[:200]!r}") from None
+    if document is None:
+        raise DeviceError(f"device '{transport.device.name}': {doing} printed no JSON: {done.stdout[:200]!r}")
+    return document
 
 
 def push(
     transport: Transport,
     python: str,
+    workdir: str,
     files: Sequence[FileToPush],
     progress: ByteProgress | None = None,
     timeout: float = 120.0,
 ) -> PushResult:
+    """Push ``files`` (named relative to ``workdir``) to the device; see the module docstring."""
     result = PushResult()
-    held = device_python_json(transport, python, HASH_SCRIPT, [f.remote for f in files], timeout, "hashing files")
+    jail = transport.path(workdir)
+    held = device_python_json(transport, python, PREPARE_SCRIPT, [jail, *(f.remote for f in files)], timeout,
+                              "hashing files")
     todo = []
     for item in files:
         if held.get(item.remote) == item.sha256:
@@ -107,9 +146,9 @@ def push(
     if not todo:
         return result
     sent_before, to_send = 0, sum(item.size for item in todo)
-    finish_args: list[str] = []
+    finish_args: list[str] = [jail]
     for item in todo:
-        partial = posixpath.join(posixpath.dirname(item.remote), f".{item.name}.partial")
+        partial = posixpath.join(jail, posixpath.dirname(item.remote), f".{item.name}.partial")
 
         def file_progress(done: int, _total: int, base: int = sent_before) -> None:
             if progress:
@@ -117,9 +156,9 @@ def push(
 
         transport.put(item.local, partial, file_progress)
         sent_before += item.size
-        finish_args += [item.sha256, partial, item.remote]
+        finish_args += [item.sha256, item.remote]
     outcome = device_python_json(transport, python, FINISH_SCRIPT, finish_args, timeout, "checking uploads")
-    corrupted = [posixpath.basename(path) for path, status in outcome.items() if status != "ok"]
+    corrupted = [posixpath.basename(name) for name, status in outcome.items() if status != "ok"]
     if corrupted:
         raise UploadError(f"device '{transport.device.name}': {', '.join(corrupted)} arrived with a different sha256 "
                           "(removed; nothing was run)")

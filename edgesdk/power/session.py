@@ -73,6 +73,7 @@ class PowerSampling:
         self.run_dir = Path(run_dir)
         self.sensor = get_sensor(config)
         tag = f"{self.run_dir.name}-{time.time_ns() % 10**9}"
+        self.workdir = workdir
         self.remote_dir = posixpath.join(workdir, "power")
         self.remote_trace = posixpath.join(self.remote_dir, f"trace-{tag}.jsonl")
         self.remote_stop = posixpath.join(self.remote_dir, f"stop-{tag}")
@@ -95,8 +96,9 @@ class PowerSampling:
         local = self.run_dir / "power_sampler.py"
         local.write_text(script)
         digest = hashlib.sha256(script.encode()).hexdigest()
-        self.remote_sampler = posixpath.join(self.remote_dir, f"power_sampler-{digest[:16]}.py")
-        push(self.transport, self.python, [FileToPush(local, self.remote_sampler, digest, local.stat().st_size)])
+        name = f"power/power_sampler-{digest[:16]}.py"
+        self.remote_sampler = posixpath.join(self.workdir, name)
+        push(self.transport, self.python, self.workdir, [FileToPush(local, name, digest, local.stat().st_size)])
         try:
             self.plan = self.sensor.plan(self._snapshot)
         except PowerError as exc:

@@ -57,7 +57,7 @@ def test_profile_measures_latency_memory_and_on_device_accuracy(device, devices_
 
     # On-device accuracy equals the host's verification of the same reference inputs.
     on_device = doc["accuracy"]["sentence_embedding"]
-    at_export = int8_artifact.manifest["accuracy"]["outputs"]["sentence_embedding"]
+    at_export = int8_artifact.manifest.accuracy["outputs"]["sentence_embedding"]
     here = host_accuracy(int8_artifact)["sentence_embedding"]
     for reference in (at_export, here):
         assert on_device["cosine_mean"] == pytest.approx(reference["cosine_mean"], abs=1e-6)
@@ -73,7 +73,7 @@ def test_profile_measures_latency_memory_and_on_device_accuracy(device, devices_
 
     # The run record holds what was measured, and the index lists it.
     files = {p.name for p in result.run_dir.iterdir()}
-    assert {"run.json", "manifest.json", "device.json", "runner.py", "latencies.json", "outputs.npz", "summary.json"} <= files
+    assert {"run.json", "manifest.json", "device.json", "runner", "latencies.json", "outputs.npz", "summary.json"} <= files
     assert json.loads((result.run_dir / "latencies.json").read_text())["latencies_ms"] == result.latencies_ms
     (row,) = RunStore(tmp_path).list()
     assert (row["status"], row["device"], row["n"]) == ("ok", device, RUNS)
@@ -130,9 +130,9 @@ def test_a_run_that_times_out_is_killed_and_keeps_what_it_measured(devices_file,
     (row,) = RunStore(tmp_path).list()
     assert row["status"] == "failed" and "ran past" in row["error"]
     run_dir = tmp_path / row["id"]
-    assert {"run.json", "manifest.json", "device.json", "runner.py"} <= {p.name for p in run_dir.iterdir()}
+    assert {"run.json", "manifest.json", "device.json", "runner"} <= {p.name for p in run_dir.iterdir()}
     assert json.loads((run_dir / "device.json").read_text())["facts"]["arch"]
-    assert wait_gone("ort_runner-", "--runs 10000000") == []  # killed on the device, not just abandoned
+    assert wait_gone("ort_runner.py", "--runs 10000000") == []  # killed on the device, not just abandoned
 
 
 def test_check_device_reports(devices_file, sshd, bare_python, tmp_path):

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from edgesdk.backends import get_backend
 from edgesdk.devices import facts
 from edgesdk.devices.inventory import Device
 from edgesdk.devices.transport import LocalTransport
@@ -51,7 +52,7 @@ def test_parse_facts_of_real_output():
     assert parsed.arch == "x86_64" and parsed.cpu == "AMD EPYC" and parsed.cores == 2
     assert parsed.os == "Debian GNU/Linux 12 (bookworm)" and parsed.python.startswith("3.")
     assert parsed.runtimes["onnxruntime"] and parsed.runtimes["numpy"]
-    assert facts.missing_runtimes(parsed, "ort") == []
+    assert facts.missing_runtimes(parsed, get_backend("onnxruntime")) == []
 
 
 def test_parse_facts_rejects_non_json():
@@ -70,7 +71,7 @@ def test_require_runtime_names_the_install_command():
     parsed = facts.parse_facts(golden("facts_debian12_x86_64.json"))
     parsed.runtimes["onnxruntime"] = None
     with pytest.raises(MissingRuntimeError, match=r"lacks onnxruntime .* install on the device with: /usr/bin/python3 -m pip"):
-        facts.require_runtime(parsed, "ort", load_target("rpi4"), "pi", "/usr/bin/python3")
+        facts.require_runtime(parsed, get_backend("onnxruntime"), load_target("rpi4"), "pi", "/usr/bin/python3")
 
 
 def test_gather_on_this_machine():

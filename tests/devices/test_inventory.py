@@ -43,7 +43,7 @@ def test_the_issue_example_parses():
 def test_defaults():
     device = parse_inventory("devices:\n  b:\n    target: rpi5\n    host: b.lan\n").get("b")
     assert (device.port, device.known_hosts, device.host_key_policy, device.workdir, device.key) == (
-        22, "~/.ssh/known_hosts", "strict", "/tmp/edgesdk", None)
+        22, "~/.ssh/known_hosts", "strict", "~/.cache/edgesdk", None)
     assert device.interpreter == "python3"
 
 

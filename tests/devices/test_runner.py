@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+from edgesdk.backends import get_backend
 from edgesdk.devices import runner
 from edgesdk.errors import MissingRuntimeError, RunnerError
 from edgesdk.targets import load_target
@@ -22,22 +23,35 @@ def document(**overrides) -> str:
 
 
 def test_render_bakes_in_the_targets_threads_and_is_valid_python():
-    text = runner.render("ort", load_target("rpi4"))
+    text = runner.render("ort_runner.py.j2", load_target("rpi4"))
     assert "DEFAULT_THREADS = 4" in text and "target 'rpi4'" in text
     compile(text, "ort_runner.py", "exec")
-    assert runner.runner_name(text, "ort") == runner.runner_name(text, "ort")
-    assert runner.runner_name(text, "ort") != runner.runner_name(text + "#", "ort")
 
 
-def test_render_unknown_runtime():
-    with pytest.raises(Exception, match="no on-device runner for 'tflite'"):
-        runner.render("tflite", load_target("host"))
+def test_a_runner_folder_is_named_by_its_content():
+    backend = get_backend("onnxruntime")
+    one, same = backend.device_runner(load_target("rpi4"), {}), backend.device_runner(load_target("rpi4"), {})
+    other = backend.device_runner(load_target("host"), {})  # another thread count baked in
+    assert one.digest == same.digest != other.digest
+
+
+def test_runner_argv_fills_in_the_placeholders():
+    argv = runner.runner_argv(("{python}", "{dir}/ort_runner.py"), "/usr/bin/python3", "/wd/runners/x", "/wd/a", "/wd/o.npz",
+                              5, 1, 4, None)
+    assert argv[:2] == ["/usr/bin/python3", "/wd/runners/x/ort_runner.py"]
+    assert argv[2:] == ["--artifact", "/wd/a", "--outputs", "/wd/o.npz", "--runs", "5", "--warmup", "1", "--threads", "4",
+                        "--budget", "0"]
+
+
+def test_render_unknown_template():
+    with pytest.raises(Exception, match="runner template nothing.j2 not found"):
+        runner.render("nothing.j2", load_target("host"))
 
 
 def test_rendered_runner_reports_a_missing_runtime_as_json(tmp_path):
     """Run under `python -S -I` (no site-packages, so no numpy/onnxruntime), as on a bare device."""
     script = tmp_path / "runner.py"
-    script.write_text(runner.render("ort", load_target("host")))
+    script.write_text(runner.render("ort_runner.py.j2", load_target("host")))
     done = subprocess.run([sys.executable, "-S", "-I", str(script), "--artifact", str(tmp_path), "--outputs",
                            str(tmp_path / "o.npz")], capture_output=True, text=True)
     assert done.returncode == 3

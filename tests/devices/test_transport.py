@@ -1,5 +1,6 @@
-"""Transports against a real sshd (and this machine): quoting, timeouts that kill on the device, host keys,
-authentication, unreachable devices, file transfer."""
+"""Transports against a real sshd (and this machine): quoting, timeouts that kill on the device (with coreutils
+`timeout`, and with the python watchdog a device without it gets), host keys, authentication, unreachable
+devices, file transfer."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ import pytest
 import yaml
 
 from edgesdk.devices.inventory import Device, parse_inventory
+from edgesdk.devices import transport as transport_module
 from edgesdk.devices.transport import LocalTransport, SSHTransport, open_transport, remote_command
-from edgesdk.errors import DeviceAuthError, DeviceConnectionError, DeviceTimeoutError, HostKeyError
+from edgesdk.errors import DeviceAuthError, DeviceConnectionError, DeviceError, DeviceTimeoutError, HostKeyError
 
 from tests.devices.sshd_server import free_port, keygen, processes_with, wait_gone
 
@@ -23,10 +25,12 @@ def device(entry: dict, name: str = "loop") -> Device:
     return parse_inventory(yaml.safe_dump({"devices": {name: entry}})).get(name)
 
 
-@pytest.fixture(params=["ssh", "local"])
+@pytest.fixture(params=["ssh", "ssh-watchdog", "local"])
 def transport(request, sshd):
-    if request.param == "ssh":
+    """ssh-watchdog: the path of a device without `timeout` (macOS), forced on this Linux device."""
+    if request.param.startswith("ssh"):
         link = open_transport(device(sshd.device()))
+        link.use_timeout = request.param == "ssh"
     else:
         link = LocalTransport(Device(name="local", transport="local", target="host"))
     yield link
@@ -36,6 +40,18 @@ def transport(request, sshd):
 def test_remote_command_quotes_every_argument():
     command = remote_command(["echo", "$(touch /tmp/x)", "a;b", "it's"], 5)
     assert "'$(touch /tmp/x)'" in command and "'a;b'" in command and "'it'\"'\"'s'" in command
+    assert "\n" not in command  # one line, whatever the login shell
+
+
+@pytest.mark.parametrize("use_timeout, parent", [(True, "timeout"), (False, Path(sys.executable).name)])
+def test_the_command_runs_under_timeout_or_else_the_watchdog(sshd, use_timeout, parent):
+    link = open_transport(device(sshd.device()))
+    link.use_timeout = use_timeout
+    try:
+        done = link.run(["sh", "-c", "cat /proc/$PPID/comm"], timeout=10)
+    finally:
+        link.close()
+    assert done.stdout.strip() == parent[:15]  # comm is cut at 15 characters
 
 
 def test_arguments_reach_the_device_verbatim_and_nothing_runs(transport, tmp_path):
@@ -67,6 +83,26 @@ def test_a_timed_out_command_is_killed_on_the_device_with_its_children(transport
         transport.run(["sh", "-c", f"sleep {tag}1 & sleep {tag}2; echo never"], timeout=1)
     assert time.monotonic() - start < 10
     assert wait_gone(f"sleep {tag}") == []
+
+
+def test_a_command_that_ignores_term_is_killed_after_the_grace(transport, monkeypatch):
+    monkeypatch.setattr(transport_module, "KILL_GRACE_S", 1)
+    tag = str(3000 + uuid.uuid4().int % 6000)
+    start = time.monotonic()
+    with pytest.raises(DeviceTimeoutError, match=r"ran past its 1 s limit and was killed there"):
+        transport.run(["sh", "-c", f"trap '' TERM; sleep {tag}5 & sleep {tag}6"], timeout=1)
+    assert time.monotonic() - start < 1 + 1 + 5
+    assert wait_gone(f"sleep {tag}") == []
+
+
+def test_a_device_without_timeout_or_python_is_a_clear_error(sshd):
+    link = open_transport(device(sshd.device(python="/nonexistent/python3")))
+    link.use_timeout = False
+    try:
+        with pytest.raises(DeviceError, match=r"neither a 'timeout' command nor /nonexistent/python3"):
+            link.run(["true"], timeout=10)
+    finally:
+        link.close()
 
 
 def test_process_probe_sees_a_live_process():

@@ -27,23 +27,25 @@ def ssh_device(server, name="loop", **overrides):
     return parse_inventory(yaml.safe_dump({"devices": {name: server.device(**overrides)}})).get(name)
 
 
-def to_push(path: Path, remote_dir: Path) -> FileToPush:
-    return FileToPush(path, str(remote_dir / path.name), sha256_file(path), path.stat().st_size)
+def to_push(path: Path, folder: str) -> FileToPush:
+    return FileToPush(path, f"{folder}/{path.name}", sha256_file(path), path.stat().st_size)
 
 
 def test_push_uploads_then_skips_then_replaces_a_changed_file(sshd, tmp_path):
     a, b = tmp_path / "a.bin", tmp_path / "b.txt"
     a.write_bytes(os.urandom(300_000))
     b.write_text("hello")
-    remote = tmp_path / "device" / "nested"
+    workdir, remote = tmp_path / "device", tmp_path / "device" / "nested"
+    files = [to_push(a, "nested"), to_push(b, "nested")]
     with open_transport(ssh_device(sshd)) as link:
-        first = push(link, sys.executable, [to_push(a, remote), to_push(b, remote)])
+        first = push(link, sys.executable, str(workdir), files)
         assert first.uploaded == ["a.bin", "b.txt"] and first.bytes_sent == 300_005
         assert (remote / "a.bin").read_bytes() == a.read_bytes()
-        again = push(link, sys.executable, [to_push(a, remote), to_push(b, remote)])
+        assert workdir.stat().st_mode & 0o777 == 0o700 and remote.stat().st_mode & 0o777 == 0o700
+        again = push(link, sys.executable, str(workdir), files)
         assert (again.uploaded, again.skipped, again.bytes_sent) == ([], ["a.bin", "b.txt"], 0)
         (remote / "b.txt").write_text("tampered on the device")
-        third = push(link, sys.executable, [to_push(a, remote), to_push(b, remote)])
+        third = push(link, sys.executable, str(workdir), files)
         assert third.uploaded == ["b.txt"] and (remote / "b.txt").read_text() == "hello"
     assert sorted(p.name for p in remote.iterdir()) == ["a.bin", "b.txt"]  # no .partial left behind
 
@@ -52,9 +54,9 @@ def test_a_file_that_arrives_different_is_removed_not_renamed(sshd, tmp_path):
     a = tmp_path / "a.bin"
     a.write_bytes(b"x" * 1000)
     remote = tmp_path / "device"
-    wrong = FileToPush(a, str(remote / "a.bin"), "0" * 64, 1000)  # the device will hash something else
+    wrong = FileToPush(a, "a.bin", "0" * 64, 1000)  # the device will hash something else
     with open_transport(ssh_device(sshd)) as link, pytest.raises(UploadError, match="a.bin arrived with a different sha256"):
-        push(link, sys.executable, [wrong])
+        push(link, sys.executable, str(remote), [wrong])
     assert list(remote.iterdir()) == []
 
 
@@ -71,7 +73,7 @@ def test_interrupted_upload_leaves_no_file_to_run_and_the_next_run_uploads_again
 
     link = open_transport(device)
     with pytest.raises(DeviceConnectionError, match="lost the connection to device 'flaky' while uploading model.onnx"):
-        push(link, sys.executable, [to_push(model, remote_dir)], progress=kill_midway)
+        push(link, sys.executable, str(tmp_path / "wd"), [to_push(model, "artifacts/x")], progress=kill_midway)
     link.close()
     assert killed
     assert not (remote_dir / "model.onnx").exists()  # never under its final name
@@ -96,11 +98,11 @@ def test_a_half_file_under_the_final_name_is_replaced_and_the_runner_refuses_to_
         handle.truncate(size // 2)
 
     # The runner itself refuses it (defence in depth: it checks sha256 against the manifest first).
-    script = tmp_path / "runner.py"
-    script.write_text(runner.render("ort", load_target("host")))
+    script = tmp_path / "ort_runner.py"
+    script.write_text(runner.render("ort_runner.py.j2", load_target("host")))
     with open_transport(ssh_device(sshd)) as link:
-        done = link.run(runner.runner_argv(sys.executable, str(script), str(artifact_dir), str(tmp_path / "o.npz"),
-                                           2, 0, 1, None), timeout=120)
+        done = link.run(runner.runner_argv(("{python}", "{dir}/ort_runner.py"), sys.executable, str(tmp_path),
+                                           str(artifact_dir), str(tmp_path / "o.npz"), 2, 0, 1, None), timeout=120)
     with pytest.raises(RunnerError, match="bad-artifact.*model.onnx does not match its sha256"):
         runner.parse_output(done.stdout, done.stderr, done.exit_code)
 

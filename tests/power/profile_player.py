@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 FAKES = Path(__file__).resolve().parent / "fakes"
-RUNNER_MARK = b"_runner-"  # device runner files are named ort_runner-<sha>.py
+RUNNER_MARK = b"_runner.py"  # device runner files are named <runner>_runner.py (ort_runner.py, litert_runner.py)
 VOLTS = 5.0  # bus voltage of the fake INA3221 rails
 RAPL_WRAP_UJ = 3_000_000  # a small max_energy_range_uj, so the counter wraps every few hundred ms
 

@@ -20,8 +20,8 @@ print(json.dumps({"started": started, "timed_start": start, "timed_end": end}))
 
 
 def run_stand_in(directory: Path, seconds: float = 1.0) -> dict[str, float]:
-    """Run it (its file name holds '_runner-' and it lives under ``directory``, the player's marker)."""
-    script = directory / "stand_in_runner-0.py"
+    """Run it (its file name holds '_runner.py' and it lives under ``directory``, the player's marker)."""
+    script = directory / "stand_in_runner.py"
     script.write_text(SCRIPT)
     done = subprocess.run([sys.executable, str(script), str(seconds)], capture_output=True, text=True, check=True)
     return json.loads(done.stdout)

@@ -28,12 +28,12 @@ def test_every_recipe_converts_minilm(recipe, minilm_artifacts):
     """Loops over the registry, so a recipe added tomorrow is tested the day it is added."""
     artifact = minilm_artifacts(recipe)
     manifest = artifact.manifest
-    assert manifest["recipe"]["name"] == recipe
-    assert set(manifest["device_files"]) <= set(manifest["files"]) | {"manifest.json"}
-    accuracy = manifest["accuracy"]["outputs"]["sentence_embedding"]
+    assert manifest.recipe.name == recipe
+    assert set(manifest.device_files) <= set(manifest.files)
+    accuracy = manifest.accuracy["outputs"]["sentence_embedding"]
     assert accuracy["cosine_min"] > 0.9  # measured at export on the reference inputs
-    size = manifest["files"]["model.onnx"]["bytes"]
-    float_size = manifest["files"]["float/model.onnx"]["bytes"]
+    size = manifest.files["model.onnx"].bytes
+    float_size = manifest.files["float/model.onnx"].bytes
     assert size < float_size * (1.01 if recipe == "fp32" else 0.3)
 
 

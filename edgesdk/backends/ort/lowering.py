@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from ..quant.edit import GraphEditor
+from ...quant.edit import GraphEditor
 
 MS = "com.microsoft"
 
@@ -87,6 +87,11 @@ def _bias_after(node: ir.Node) -> tuple[ir.Value | None, ir.Value]:
 def _replace(editor: GraphEditor, old: ir.Value, new: ir.Value) -> None:
     old.replace_all_uses_with(new, replace_graph_outputs=True)
     new.name, old.name = old.name, editor.name(f"{old.name}_unused")
+    # The fused node computes the same tensor: a graph output must keep its declared type and shape.
+    if new.type is None:
+        new.type = old.type
+    if new.shape is None:
+        new.shape = old.shape
 
 
 def fuse_dynamic_quantize_matmul(graph: ir.Graph) -> int:

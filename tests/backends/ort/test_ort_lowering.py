@@ -8,7 +8,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import edgesdk
-from edgesdk.exporters.ort_lowering import fuse_erf_gelu, fuse_matmul_nbits, keep_residual_add_unfused, lower_embedding_gathers
+from edgesdk.backends.ort.lowering import fuse_erf_gelu, fuse_matmul_nbits, keep_residual_add_unfused, lower_embedding_gathers
 from edgesdk.graph import Graph
 from edgesdk.quant.passes.embeddings import EmbeddingPass
 from edgesdk.quant.passes.weights import Int4WeightsPass
