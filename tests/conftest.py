@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -52,3 +54,20 @@ def minilm_artifacts(workdir, minilm_graph, minilm_data):
         return cache[recipe]
 
     return build
+
+
+@pytest.fixture(scope="session")
+def torchscript_minilm(workdir):
+    """MiniLM through the TorchScript exporter (opset 14): an ONNX file edgesdk's importer did not write."""
+    import torch
+
+    module, example, _ = minilm.build_model()
+    path = workdir / "minilm_torchscript.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module, (), str(path), kwargs=example, input_names=minilm.INPUT_NAMES,
+            output_names=["sentence_embedding"], dynamic_axes={k: {0: "batch", 1: "sequence"} for k in minilm.INPUT_NAMES},
+            opset_version=14, dynamo=False,
+        )
+    return path

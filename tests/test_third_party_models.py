@@ -4,28 +4,11 @@ shapes ORT's quant_pre_process cannot infer) and the int8 MiniLM of the PyPI pac
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 import pytest
-import torch
 
 from edgesdk.cli import main
-from edgesdk.zoo import minilm
-
-
-@pytest.fixture(scope="session")
-def torchscript_minilm(workdir) -> Path:
-    module, example, _ = minilm.build_model()
-    path = workdir / "minilm_torchscript.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            module, (), str(path), kwargs=example, input_names=minilm.INPUT_NAMES,
-            output_names=["sentence_embedding"], dynamic_axes={k: {0: "batch", 1: "sequence"} for k in minilm.INPUT_NAMES},
-            opset_version=14, dynamo=False,
-        )
-    return path
 
 
 def test_quant_pre_process_cannot_infer_its_shapes(torchscript_minilm, tmp_path, monkeypatch):

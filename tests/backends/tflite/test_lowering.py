@@ -1,0 +1,363 @@
+"""ONNX -> TF ops -> TFLite: the lowering against ONNX Runtime, full int8 on a tiny Llama and on the real
+all-MiniLM-L6-v2, and the error paths (unsupported operator, truncated file, int4)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import edgesdk
+from edgesdk.backends.tflite import lowering
+from edgesdk.backends.tflite.convert import convert
+from edgesdk.backends.tflite.interpreter import describe, host_runner, weight_tensors
+from edgesdk.errors import ArtifactError, UnsupportedOperatorError, UsageError
+from edgesdk.runtime import ort_session
+
+HELDOUT = 100  # held-out sentences for the MiniLM accuracy checks
+
+
+def onnx_graph(tmp_path, nodes, inputs, outputs, initializers=(), opset=18, name="g"):
+    """A Graph from onnx.helper parts: inputs/outputs as (name, TensorProto type, shape)."""
+    graph = helper.make_graph(
+        nodes, name,
+        [helper.make_tensor_value_info(n, t, s) for n, t, s in inputs],
+        [helper.make_tensor_value_info(n, t, s) for n, t, s in outputs],
+        initializer=[numpy_helper.from_array(np.asarray(a), n) for n, a in initializers],
+    )
+    path = tmp_path / f"{name}.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=10), path)
+    return edgesdk.load(path)
+
+
+def const(name, value):
+    return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(np.asarray(value), name))
+
+
+rng = np.random.default_rng(0)
+X = rng.normal(0, 1, (2, 6, 8)).astype(np.float32)
+F = TensorProto.FLOAT
+I64 = TensorProto.INT64
+
+# (id, nodes, initializers, output shape): every case reads x[2, 6, 8] and writes y.
+CASES = [
+    ("matmul_gemm", [helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Reshape", ["h", "s"], ["f"]),
+                     helper.make_node("Gemm", ["f", "g", "b"], ["y"], transB=1, alpha=0.5, beta=2.0)],
+     [("w", rng.normal(0, 1, (8, 4)).astype(np.float32)), ("s", np.array([12, 4])),
+      ("g", rng.normal(0, 1, (3, 4)).astype(np.float32)), ("b", rng.normal(0, 1, (3,)).astype(np.float32))], [12, 3]),
+    ("softmax_axis1", [helper.make_node("Softmax", ["x"], ["y"], axis=1)], [], [2, 6, 8]),
+    ("layernorm", [helper.make_node("LayerNormalization", ["x", "g", "b"], ["y"], epsilon=1e-5)],
+     [("g", rng.uniform(0.5, 1.5, 8).astype(np.float32)), ("b", rng.normal(0, 0.1, 8).astype(np.float32))], [2, 6, 8]),
+    ("layernorm_decomposed", [
+        helper.make_node("ReduceMean", ["x", "ax"], ["m"]), helper.make_node("Sub", ["x", "m"], ["d"]),
+        helper.make_node("Pow", ["d", "two"], ["p"]), helper.make_node("ReduceMean", ["p", "ax"], ["v"]),
+        helper.make_node("Add", ["v", "eps"], ["ve"]), helper.make_node("Sqrt", ["ve"], ["sd"]),
+        helper.make_node("Div", ["d", "sd"], ["n"]), helper.make_node("Mul", ["n", "g"], ["gn"]),
+        helper.make_node("Add", ["gn", "b"], ["y"])],
+     [("ax", np.array([-1])), ("two", np.float32(2.0)), ("eps", np.float32(1e-5)),
+      ("g", rng.uniform(0.5, 1.5, 8).astype(np.float32)), ("b", rng.normal(0, 0.1, 8).astype(np.float32))], [2, 6, 8]),
+    ("rmsnorm_decomposed", [
+        helper.make_node("Pow", ["x", "two"], ["p"]), helper.make_node("ReduceMean", ["p", "ax"], ["v"]),
+        helper.make_node("Add", ["v", "eps"], ["ve"]), helper.make_node("Sqrt", ["ve"], ["sd"]),
+        helper.make_node("Reciprocal", ["sd"], ["r"]), helper.make_node("Mul", ["x", "r"], ["n"]),
+        helper.make_node("Mul", ["g", "n"], ["y"])],
+     [("ax", np.array([-1])), ("two", np.float32(2.0)), ("eps", np.float32(1e-6)),
+      ("g", rng.uniform(0.5, 1.5, 8).astype(np.float32))], [2, 6, 8]),
+    ("gelu_erf", [helper.make_node("Div", ["x", "sq2"], ["a"]), helper.make_node("Erf", ["a"], ["e"]),
+                  helper.make_node("Add", ["e", "one"], ["e1"]), helper.make_node("Mul", ["x", "e1"], ["m"]),
+                  helper.make_node("Mul", ["m", "half"], ["y"])],
+     [("sq2", np.float32(math.sqrt(2))), ("one", np.float32(1)), ("half", np.float32(0.5))], [2, 6, 8]),
+    ("gelu_tanh", [helper.make_node("Pow", ["x", "three"], ["c"]), helper.make_node("Mul", ["c", "k"], ["ck"]),
+                   helper.make_node("Add", ["x", "ck"], ["i"]), helper.make_node("Mul", ["i", "s"], ["si"]),
+                   helper.make_node("Tanh", ["si"], ["t"]), helper.make_node("Add", ["t", "one"], ["t1"]),
+                   helper.make_node("Mul", ["x", "half"], ["hx"]), helper.make_node("Mul", ["hx", "t1"], ["y"])],
+     [("three", np.float32(3)), ("k", np.float32(0.044715)), ("s", np.float32(math.sqrt(2 / math.pi))),
+      ("one", np.float32(1)), ("half", np.float32(0.5))], [2, 6, 8]),
+    ("erf_sigmoid_silu", [helper.make_node("Erf", ["x"], ["e"]), helper.make_node("Sigmoid", ["x"], ["s"]),
+                          helper.make_node("Mul", ["x", "s"], ["silu"]), helper.make_node("Add", ["e", "silu"], ["y"])],
+     [], [2, 6, 8]),
+    ("unary_math", [helper.make_node("Abs", ["x"], ["a"]), helper.make_node("Sqrt", ["a"], ["q"]),
+                    helper.make_node("Sin", ["q"], ["s"]), helper.make_node("Cos", ["x"], ["c"]),
+                    helper.make_node("Neg", ["c"], ["n"]), helper.make_node("Exp", ["n"], ["e"]),
+                    helper.make_node("Add", ["s", "e"], ["t"]), helper.make_node("Clip", ["t", "lo", "hi"], ["y"])],
+     [("lo", np.float32(-0.5)), ("hi", np.float32(1.2))], [2, 6, 8]),
+    ("shape_plumbing", [
+        helper.make_node("Shape", ["x"], ["sh"]), helper.make_node("Gather", ["sh", "i2"], ["d2"]),
+        helper.make_node("Unsqueeze", ["d2", "z"], ["d2u"]), helper.make_node("Concat", ["m1", "d2u"], ["ns"], axis=0),
+        helper.make_node("Reshape", ["x", "ns"], ["r"]), helper.make_node("Transpose", ["r"], ["t"], perm=[1, 0]),
+        helper.make_node("Slice", ["t", "st", "en", "ax", "sp"], ["sl"]),
+        helper.make_node("Split", ["sl", "sz"], ["a", "b"], axis=0), helper.make_node("Concat", ["b", "a"], ["y"], axis=0)],
+     [("i2", np.array(2)), ("z", np.array([0])), ("m1", np.array([-1])), ("st", np.array([-1])),
+      ("en", np.array([-1000])), ("ax", np.array([1])), ("sp", np.array([-2])), ("sz", np.array([3, 5]))], [8, 6]),
+    ("masks_and_where", [
+        helper.make_node("Shape", ["x"], ["sh"]), helper.make_node("Slice", ["sh", "one", "two"], ["sq"]),
+        helper.make_node("Slice", ["sh", "two", "three"], ["width"]),
+        helper.make_node("ConstantOfShape", ["width"], ["ones"], value=numpy_helper.from_array(np.array([1.0], np.float32))),
+        helper.make_node("Squeeze", ["sq"], ["n"]), helper.make_node("Range", ["zero", "n", "step"], ["pos"]),
+        helper.make_node("Unsqueeze", ["pos", "z"], ["row"]), helper.make_node("Unsqueeze", ["pos", "m1"], ["col"]),
+        helper.make_node("GreaterOrEqual", ["col", "row"], ["causal"]),
+        helper.make_node("Where", ["causal", "zf", "minf"], ["mask"]),
+        helper.make_node("Trilu", ["mask_sq"], ["tri"], upper=0),
+        helper.make_node("MatMul", ["x", "xt"], ["scores"]), helper.make_node("Add", ["scores", "mask"], ["masked"]),
+        helper.make_node("Softmax", ["masked"], ["p"]), helper.make_node("IsNaN", ["p"], ["nan"]),
+        helper.make_node("Where", ["nan", "zf", "p"], ["pp"]), helper.make_node("Expand", ["ones", "shp"], ["o"]),
+        helper.make_node("Mul", ["pp", "tri"], ["pt"]), helper.make_node("MatMul", ["pt", "x"], ["ctx"]),
+        helper.make_node("Add", ["ctx", "o"], ["y"])],
+     [("one", np.array([1])), ("two", np.array([2])), ("three", np.array([3])), ("zero", np.array(0)), ("step", np.array(1)),
+      ("z", np.array([0])), ("m1", np.array([-1])), ("zf", np.float32(0)), ("minf", np.float32(np.finfo(np.float32).min)),
+      ("mask_sq", np.ones((6, 6), np.float32)), ("xt", rng.normal(0, 1, (8, 6)).astype(np.float32)),
+      ("shp", np.array([2, 6, 1]))], [2, 6, 8]),
+    ("reductions_cast", [
+        helper.make_node("ReduceMax", ["x", "ax"], ["mx"], keepdims=0), helper.make_node("ArgMax", ["x"], ["am"], axis=-1, keepdims=0),
+        helper.make_node("Cast", ["am"], ["amf"], to=TensorProto.FLOAT), helper.make_node("ReduceSum", ["x", "ax"], ["s"], keepdims=0),
+        helper.make_node("CumSum", ["s", "cax"], ["cs"]), helper.make_node("Add", ["mx", "amf"], ["t"]),
+        helper.make_node("Add", ["t", "cs"], ["y"])],
+     [("ax", np.array([-1])), ("cax", np.array(1))], [2, 6]),
+    ("quantize_dequantize", [
+        helper.make_node("QuantizeLinear", ["x", "s", "zp"], ["q"]), helper.make_node("DequantizeLinear", ["q", "s", "zp"], ["dq"]),
+        helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["w"], axis=1), helper.make_node("MatMul", ["dq", "w"], ["h"]),
+        helper.make_node("DynamicQuantizeLinear", ["h"], ["hq", "hs", "hz"]),
+        helper.make_node("DequantizeLinear", ["hq", "hs", "hz"], ["y"])],
+     [("s", np.float32(0.02)), ("zp", np.uint8(128)), ("wq", rng.integers(-127, 128, (8, 5)).astype(np.int8)),
+      ("ws", rng.uniform(0.001, 0.01, 5).astype(np.float32)), ("wz", np.zeros(5, np.int8))], [2, 6, 5]),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_lowered_ops_match_onnxruntime(case, tmp_path):
+    name, nodes, inits, out_shape = case
+    graph = onnx_graph(tmp_path, nodes, [("x", F, [2, 6, 8])], [("y", F, out_shape)], inits, name=name)
+    feed = {"x": X}
+    expected = ort_session(graph).run(None, feed)[0]
+    got = lowering.lower(graph, [feed], "fp32")(feed)["y"]
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=2e-5)
+
+
+def test_fusions_find_the_patterns(tmp_path):
+    """Decomposed LayerNorm/RMSNorm and both GELU forms become one op each (TFLite runs those well)."""
+    found = {}
+    for name, nodes, inits, shape in CASES:
+        if name in ("layernorm_decomposed", "rmsnorm_decomposed", "gelu_erf", "gelu_tanh"):
+            graph = onnx_graph(tmp_path, nodes, [("x", F, [2, 6, 8])], [("y", F, shape)], inits, name=name)
+            found[name] = {n.op_type for n in lowering.fuse(lowering.read_graph(graph)).nodes} - {"Constant"}
+    assert found == {
+        "layernorm_decomposed": {"LayerNormalization"}, "rmsnorm_decomposed": {"RMSNorm"},
+        "gelu_erf": {"Gelu"}, "gelu_tanh": {"Gelu"},
+    }
+
+
+@pytest.fixture(scope="module")
+def small_tflite(tmp_path_factory):
+    """A float MLP-with-LayerNorm converted to TFLite: (path, io, graph)."""
+    tmp = tmp_path_factory.mktemp("small")
+    inits = CASES[2][2]
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Add", ["h", "bias"], ["x1"])] + [
+        helper.make_node("LayerNormalization", ["x1", "g", "b"], ["y"], epsilon=1e-5)]
+    inits = inits + [("w", rng.normal(0, 0.5, (8, 8)).astype(np.float32)), ("bias", rng.normal(0, 0.1, 8).astype(np.float32))]
+    graph = onnx_graph(tmp, nodes, [("x", F, [1, 6, 8])], [("y", F, [1, 6, 8])], inits, name="small")
+    feeds = [{"x": rng.normal(0, 1, (1, 6, 8)).astype(np.float32)} for _ in range(8)]
+    flatbuffer, io = convert(graph, "fp32", feeds)
+    path = tmp / "small.tflite"
+    path.write_bytes(flatbuffer)
+    return path, io, graph, feeds
+
+
+def test_float_tflite_matches_onnxruntime(small_tflite):
+    path, io, graph, feeds = small_tflite
+    assert io == {"inputs": {"x": "x"}, "outputs": {"y": "y"}}
+    run, session = host_runner(path, io, threads=1), ort_session(graph)
+    for feed in feeds[:3]:
+        np.testing.assert_allclose(run(feed)["y"], session.run(None, feed)[0], atol=1e-4)
+    info = describe(path)
+    assert not info["fully_int8"] and info["inputs"][0]["dtype"] == "float32"
+
+
+def test_int8_io_model_takes_and_gives_int8(small_tflite, tmp_path):
+    _, _, graph, feeds = small_tflite
+    flatbuffer, io = convert(graph, "int8", feeds, int8_io=True)
+    path = tmp_path / "io.tflite"
+    path.write_bytes(flatbuffer)
+    info = describe(path)
+    assert info["fully_int8"], info["not_int8"]
+    assert info["inputs"][0]["dtype"] == "int8" and info["outputs"][0]["dtype"] == "int8"
+    assert "QUANTIZE" not in info["op_counts"] and "DEQUANTIZE" not in info["op_counts"]
+    expected = ort_session(graph).run(None, feeds[0])[0]
+    got = host_runner(path, io)(feeds[0])["y"]  # float in: quantized with the input's own scale
+    assert got.dtype == np.float32
+    assert np.corrcoef(got.ravel(), expected.ravel())[0, 1] > 0.99
+
+
+def test_unsupported_operator_is_named_before_conversion(tmp_path):
+    nodes = [helper.make_node("Relu", ["x"], ["r"], name="fine"), helper.make_node("Det", ["r"], ["y"], name="the_det")]
+    graph = onnx_graph(tmp_path, nodes, [("x", F, [2, 8, 8])], [("y", F, [2])])
+    with pytest.raises(UnsupportedOperatorError, match="Det.*'the_det'") as caught:
+        convert(graph, "fp32", [{"x": rng.normal(0, 1, (2, 8, 8)).astype(np.float32)}])
+    assert caught.value.node_name == "the_det" and caught.value.op_type == "Det"
+
+
+def test_refusals_are_usage_errors(small_tflite):
+    _, _, graph, feeds = small_tflite
+    with pytest.raises(UsageError, match="use --recipe int8 or the onnxruntime target"):
+        convert(graph, "int4", feeds)
+    with pytest.raises(UsageError, match="int8 inputs/outputs"):
+        convert(graph, "dynamic", feeds, int8_io=True)
+
+
+@pytest.mark.parametrize("cut", [0, 100, None])
+def test_truncated_or_foreign_file_is_an_artifact_error(small_tflite, tmp_path, cut):
+    path, io, _, _ = small_tflite
+    bad = tmp_path / "bad.tflite"
+    data = path.read_bytes()
+    bad.write_bytes(b"not a flatbuffer at all, just text\n" if cut is None else data[: cut or len(data) // 2])
+    for call in (lambda: describe(bad), lambda: host_runner(bad, io)):
+        with pytest.raises(ArtifactError, match="bad.tflite") as caught:
+            call()
+        assert "\n" not in str(caught.value)
+
+
+# ------------------------------------------------------------------------------------- tiny causal LM
+
+
+@pytest.fixture(scope="module")
+def tiny_llama():
+    """A 2-layer Llama (hidden 64, 4 heads, 2 KV heads, vocabulary 256) with random weights, logits only."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    class Logits(torch.nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids, attention_mask):
+            return self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
+    module = Logits(LlamaForCausalLM(config).eval())
+    example = {"input_ids": torch.randint(0, 256, (1, 24)), "attention_mask": torch.ones(1, 24, dtype=torch.int64)}
+    graph = edgesdk.load(module, example, input_names=["input_ids", "attention_mask"], output_names=["logits"])
+    gen = np.random.default_rng(1)
+    feeds = [{"input_ids": gen.integers(0, 256, (1, 24)), "attention_mask": np.ones((1, 24), np.int64)} for _ in range(16)]
+    return graph, feeds
+
+
+def test_tiny_llama_float_tflite_matches_onnxruntime(tiny_llama, tmp_path):
+    graph, feeds = tiny_llama
+    ops = graph.op_counts()
+    assert {"Softmax", "Where", "Reciprocal", "Sigmoid"} <= set(ops)  # RMSNorm, SiLU and the causal mask are in
+    flatbuffer, io = convert(graph, "fp32", feeds)
+    (tmp_path / "llama.tflite").write_bytes(flatbuffer)
+    run, session = host_runner(tmp_path / "llama.tflite", io), ort_session(graph)
+    for feed in feeds[:3]:
+        assert np.abs(run(feed)["logits"] - session.run(None, feed)[0]).max() < 1e-4
+
+
+def test_tiny_llama_full_int8_and_dynamic(tiny_llama, tmp_path):
+    graph, feeds = tiny_llama
+    session = ort_session(graph)
+    quantized = edgesdk.quantize(graph, "int8", calibration=feeds)
+    flatbuffer, io = convert(quantized, "int8", feeds)
+    (tmp_path / "int8.tflite").write_bytes(flatbuffer)
+    info = describe(tmp_path / "int8.tflite")
+    assert info["fully_int8"], info["not_int8"]
+    assert {"FULLY_CONNECTED", "BATCH_MATMUL", "SOFTMAX", "LOGISTIC"} <= set(info["op_counts"])
+    run = host_runner(tmp_path / "int8.tflite", io)
+    for feed in feeds[:3]:
+        expected, got = session.run(None, feed)[0][0], run(feed)["logits"][0]
+        cosine = (expected * got).sum(-1) / np.linalg.norm(expected, axis=-1) / np.linalg.norm(got, axis=-1)
+        assert cosine.mean() > 0.99
+
+    dynamic = edgesdk.quantize(graph, "int8-dynamic")
+    flatbuffer, io = convert(dynamic, "dynamic", feeds[:1])
+    (tmp_path / "dynamic.tflite").write_bytes(flatbuffer)
+    assert_weights_are_the_graphs(dynamic, tmp_path / "dynamic.tflite")
+    got = host_runner(tmp_path / "dynamic.tflite", io)(feeds[0])["logits"]
+    assert np.abs(got - session.run(None, feeds[0])[0]).max() < 0.05
+
+
+def graph_weights(graph) -> dict[bytes, float]:
+    """Every output channel of the graph's int8 linear weights: its int8 values (bytes) -> its scale."""
+    model = graph.model.graph
+    found = {}
+    for node in model:
+        if node.op_type != "DequantizeLinear" or node.inputs[0].const_value is None:
+            continue
+        if not any(u.op_type in ("MatMul", "Gemm") for u, _ in node.outputs[0].uses()):
+            continue
+        q, scale = node.inputs[0].const_value.numpy(), node.inputs[1].const_value.numpy()
+        assert node.attributes.get_int("axis", 1) == 1 and q.dtype == np.int8
+        for column, s in zip(q.T, scale):
+            found[np.ascontiguousarray(column).tobytes()] = float(s)
+    return found
+
+
+def assert_weights_are_the_graphs(graph, path) -> None:
+    """Each FULLY_CONNECTED filter row of the .tflite is one of the graph's int8 output channels, with the
+    graph's scale (the converter's per-channel max-abs quantization of q·scale gives them back)."""
+    expected = graph_weights(graph)
+    filters = weight_tensors(path)
+    assert filters
+    rows = 0
+    for tensor in filters:
+        for row, scale in zip(tensor["values"], tensor["scales"]):
+            key = np.ascontiguousarray(row).tobytes()
+            assert key in expected, f"{tensor['name']}: a filter row that is not one of the graph's int8 weights"
+            assert scale == np.float32(expected[key]), (tensor["name"], scale, expected[key])
+            rows += 1
+    assert rows == len(expected)
+
+
+# ---------------------------------------------------------------------------------------- all-MiniLM-L6-v2
+
+
+@pytest.fixture(scope="module")
+def minilm_int8_tflite(minilm_graph, minilm_data, tmp_path_factory):
+    calib, _ = minilm_data
+    quantized = edgesdk.quantize(minilm_graph, "int8", calibration=calib)
+    with np.load(calib) as npz:
+        feeds = [{k: npz[k][i : i + 1] for k in npz.files} for i in range(len(npz["input_ids"]))]
+    flatbuffer, io = convert(quantized, "int8", feeds)
+    path = tmp_path_factory.mktemp("minilm") / "minilm_int8.tflite"
+    path.write_bytes(flatbuffer)
+    return path, io, quantized
+
+
+@pytest.fixture(scope="module")
+def minilm_cosines(minilm_int8_tflite, minilm_graph, minilm_data, minilm_artifacts):
+    """(TFLite full int8, ORT int8 artifact) mean cosine to the fp32 model on HELDOUT held-out sentences."""
+    path, io, _ = minilm_int8_tflite
+    _, heldout = minilm_data
+    with np.load(heldout) as npz:
+        feeds = [{k: npz[k][i : i + 1] for k in npz.files} for i in range(HELDOUT)]
+    reference, run = ort_session(minilm_graph, threads=1), host_runner(path, io, threads=1)
+    cosines = []
+    for feed in feeds:
+        a, b = run(feed)["sentence_embedding"][0], reference.run(None, feed)[0][0]
+        cosines.append(float(a @ b / np.linalg.norm(a) / np.linalg.norm(b)))
+    report = edgesdk.verify(minilm_artifacts("int8"), heldout, limit=HELDOUT)
+    return float(np.mean(cosines)), report["outputs"]["sentence_embedding"]["cosine_mean"]
+
+
+def test_minilm_int8_is_fully_int8_with_the_graphs_weights(minilm_int8_tflite):
+    path, io, quantized = minilm_int8_tflite
+    info = describe(path)
+    assert info["fully_int8"], info["not_int8"]
+    for op in ("FULLY_CONNECTED", "BATCH_MATMUL", "SOFTMAX", "GELU", "SUM", "RSQRT", "DEPTHWISE_CONV_2D", "CONCATENATION"):
+        assert op in info["op_counts"], op
+    assert {i["name"]: i["dtype"] for i in info["inputs"]} == {
+        "input_ids": "int64", "attention_mask": "int64", "token_type_ids": "int64"}
+    assert io["outputs"] == {"sentence_embedding": "sentence_embedding"}
+    assert_weights_are_the_graphs(quantized, path)
+
+
+def test_minilm_int8_accuracy_against_the_ort_artifact(minilm_cosines):
+    tflite, ort = minilm_cosines
+    # A regression floor, not issue 7's target (within 0.002 of ORT), which full int8 misses: measured 0.9875
+    # against 0.9982 for ORT (100 sentences). ORT keeps LayerNorm, softmax, GELU and the residual adds in
+    # float; full int8 rounds ~150 more tensors (see the report in lowering.py).
+    assert tflite > ort - 0.015, (tflite, ort)
