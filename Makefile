@@ -27,9 +27,11 @@ system-deps:
 demo: setup
 	$(VENV)/bin/edgesdk --help >/dev/null
 	$(PY) examples/minilm.py --out out/minilm
+	$(PY) examples/minilm.py --out out/minilm-tflite --target host-tflite
 
 test: setup system-deps
 	$(PY) -m pytest -q
 
 bench: setup
 	$(PY) benchmarks/minilm_recipes.py
+	$(PY) benchmarks/minilm_tflite.py

@@ -3,7 +3,8 @@
     python examples/minilm.py [--out out/minilm] [--device local] [--runs 50]
 
 1. tokenizes real English text (standard-library docstrings) into calibration and held-out sets,
-2. imports the PyTorch model once and converts it with every recipe (fp32, int8, int8-dynamic, int4),
+2. imports the PyTorch model once and converts it with every recipe the target's backend can express
+   (fp32, int8, int8-dynamic, int4 for ONNX Runtime; all but int4 for --target host-tflite),
 3. verifies each artifact against the float model on the held-out sentences,
 4. deploys the int8 artifact to a device (the local machine unless --device names one in devices.yaml)
    and prints the latency, memory and on-device accuracy measured there."""
@@ -17,7 +18,10 @@ from pathlib import Path
 import numpy as np
 
 import edgesdk
+from edgesdk.backends import get_backend
+from edgesdk.errors import EdgeSDKError
 from edgesdk.quant.recipes import REGISTRY
+from edgesdk.targets import load_target
 from edgesdk.zoo import minilm
 
 
@@ -39,8 +43,14 @@ def main() -> int:
 
     module, example, options = minilm.build_model()
     graph = edgesdk.load(module, example, **options)
+    backend = get_backend(load_target(args.target).backend)
     rows = []
     for recipe in sorted(REGISTRY):
+        try:
+            backend.check_recipe(recipe)
+        except EdgeSDKError as exc:
+            print(f"  {recipe:13s} skipped: {exc}")
+            continue
         quantized = edgesdk.quantize(graph, recipe, calibration=calib_path if REGISTRY[recipe].needs_calibration else None)
         artifact = edgesdk.export(quantized, args.target, args.out / recipe, reference_data=calib_path)
         report = edgesdk.verify(artifact, heldout_path)["outputs"]["sentence_embedding"]
