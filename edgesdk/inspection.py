@@ -25,7 +25,7 @@ def inspect(path: str | Path) -> dict[str, Any]:
         path = artifact.model_path
     else:
         backend = backend_for_file(path)
-    report["format"] = backend.format
+    report["backend"], report["format"] = backend.name, backend.format
     report |= backend.describe(path, info)
     report["file_bytes"] = path.stat().st_size
     return report
@@ -35,10 +35,8 @@ def format_report(report: dict[str, Any]) -> str:
     from .backends import get_backend
 
     lines = [f"{report['path']}"]
-    backend_name = None
     if "artifact" in report:
         a = report["artifact"]
-        backend_name = a["backend"]
         lines.append(f"  artifact: format {a['format']} ({a['runtime']}) for target {a['target']}, "
                      f"recipe {a['recipe']['name']} {a['recipe']['options']}")
         for name, size in a["files"].items():
@@ -46,6 +44,5 @@ def format_report(report: dict[str, Any]) -> str:
         for name, m in ((a.get("accuracy") or {}).get("outputs") or {}).items():
             lines.append(f"    accuracy at export, {name}: cosine mean {m['cosine_mean']:.5f} min {m['cosine_min']:.5f}")
     lines.append(f"  model file: {report['format']}, {report['file_bytes'] / 1e6:.2f} MB")
-    backend = get_backend(backend_name) if backend_name else backend_for_file(report["path"])
-    lines += backend.describe_lines(report)
+    lines += get_backend(report["backend"]).describe_lines(report)
     return "\n".join(lines)

@@ -38,11 +38,6 @@ class Target(BaseModel):
             self._backend_options = get_backend(self.backend).parse_options(self.options, f"target '{self.name}'")
         return self._backend_options
 
-    def install_command(self) -> str:
-        from .backends import get_backend
-
-        return self.install or get_backend(self.backend).install
-
 
 def targets_dirs() -> list[Path]:
     dirs = [Path(p) for p in os.environ.get("EDGESDK_TARGETS", "").split(os.pathsep) if p]

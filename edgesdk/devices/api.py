@@ -186,11 +186,12 @@ def plan_files(art: Artifact, runner: DeviceRunner, run_dir: Path) -> tuple[list
         local.write_bytes(content)
         files.append(FileToPush(local, posixpath.join(runner_dir, name), hashlib.sha256(content).hexdigest(), len(content)))
     manifest_path = art.path / MANIFEST
-    artifact_dir = posixpath.join("artifacts", sha256_file(manifest_path)[:16])
+    manifest_sha = sha256_file(manifest_path)
+    artifact_dir = posixpath.join("artifacts", manifest_sha[:16])
     for name in art.manifest.device_files:  # names validated with the manifest; inside() checked them on load
         entry = art.manifest.files[name]
         files.append(FileToPush(inside(art.path, name), posixpath.join(artifact_dir, name), entry.sha256, entry.bytes))
-    files.append(FileToPush(manifest_path, posixpath.join(artifact_dir, MANIFEST), sha256_file(manifest_path),
+    files.append(FileToPush(manifest_path, posixpath.join(artifact_dir, MANIFEST), manifest_sha,
                             manifest_path.stat().st_size))
     return files, runner_dir, artifact_dir
 

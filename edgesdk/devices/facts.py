@@ -159,10 +159,10 @@ def gather(transport: Transport, python: str, timeout: float = 30.0) -> DeviceFa
 def install_command(target, python: str, backend=None) -> str:
     """The command that installs ``backend``'s runtime (default: the target's) on the device, with the device's
     interpreter in it: the target's own ``install:`` when it is about that backend, else the backend's."""
-    if backend is None or backend.name == target.backend:
-        command = target.install_command()
-    else:
-        command = backend.install
+    from ..backends import get_backend
+
+    own = backend is None or backend.name == target.backend
+    command = (target.install if own else None) or (backend or get_backend(target.backend)).install
     if "{python}" in command:
         return command.replace("{python}", shlex.quote(python))
     if command.startswith("python3 "):

@@ -28,8 +28,8 @@ def templates_dirs() -> list[Path]:
     return [d for d in (here.parent.parent / "templates", here.parent / "_templates") if d.is_dir()]
 
 
-def render(template_name: str, target) -> str:
-    """A runner program from templates/ for a target (its threads baked in as the default)."""
+def render_template(template_name: str, **values) -> str:
+    """A device-side program from templates/ (runners, the power sampler), with the edgesdk version filled in."""
     import jinja2
 
     from ..about import version
@@ -40,8 +40,12 @@ def render(template_name: str, target) -> str:
         template = env.get_template(template_name)
     except jinja2.TemplateNotFound:
         raise ArtifactError(f"runner template {template_name} not found in {templates_dirs()}") from None
-    return template.render(edgesdk_version=version(), target=target.name, threads=int(target.threads),
-                           protocol=PROTOCOL)
+    return template.render(edgesdk_version=version(), **values)
+
+
+def render(template_name: str, target) -> str:
+    """A runner program for a target (its threads baked in as the default)."""
+    return render_template(template_name, target=target.name, threads=int(target.threads), protocol=PROTOCOL)
 
 
 def runner_argv(command: tuple[str, ...], python: str, runner_dir: str, artifact_dir: str, outputs: str, runs: int,

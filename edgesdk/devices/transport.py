@@ -5,8 +5,8 @@
 
 Over SSH every argument goes through shlex.join, so nothing from a name or path reaches the device's
 shell raw. A command runs in its own process group under coreutils `timeout`, or, on a device without it
-(macOS), under a small watchdog in the device's python: when it runs too long it is killed on the device
-(with its children), not just abandoned by the client."""
+(macOS), under a small watchdog in the device's python (bounded.py): when it runs too long it is killed on
+the device (with its children), not just abandoned by the client. Host keys: host_keys.py."""
 
 from __future__ import annotations
 
@@ -31,6 +31,8 @@ from ..errors import (
     HostKeyError,
     InventoryError,
 )
+from .bounded import NO_WATCHDOG, PID_MARK, remote_command
+from .host_keys import AcceptNewPolicy, StrictPolicy, UnknownHostKey, fingerprint
 from .inventory import Device
 
 ProgressCallback = Callable[[int, int], None]  # (bytes done, bytes total) of one file
@@ -186,71 +188,6 @@ def _kill_group(proc: subprocess.Popen) -> None:
             continue
 
 
-# The device runs: sh -c _WRAPPER sh GRACE LIMIT PYTHON _WATCHDOG argv...
-# With `timeout`: it makes a new process group and signals all of it when the limit passes. The inner sh
-# announces its pid (= that group) before exec'ing it, so the client can kill the group if it gives up first
-# (Ctrl-C, lost link); the outer sh does not exec, so a `timeout` that KILLs its own group still yields 137.
-# Without `timeout` (or use_timeout=False) the python watchdog does the same and announces the group itself.
-# (A pure-sh `set -m` job would do, but dash without a tty turns job control off.)
-_PID_MARK = "edgesdk-pid "
-_NO_WATCHDOG = "edgesdk: neither 'timeout' nor "
-_WRAPPER = (
-    'g=$1 l=$2 py=$3 dog=$4; shift 4; '
-    'if PROBE >/dev/null 2>&1; then '
-    f'sh -c \'echo "{_PID_MARK}$$" >&2; exec "$@"\' sh timeout -k "$g" "$l" "$@"; exit; fi; '
-    f'command -v "$py" >/dev/null 2>&1 || {{ echo "{_NO_WATCHDOG}$py found" >&2; exit 127; }}; '
-    'exec "$py" -c "$dog" "$g" "$l" "$@"'
-)
-_WATCHDOG = f"""\
-import errno, os, signal, sys
-grace, limit, argv = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3:]
-r, w = os.pipe()
-pid = os.fork()
-if not pid:
-    os.close(w)
-    os.read(r, 1)  # until the parent has made our group and announced it
-    for s in (signal.SIGPIPE, signal.SIGXFSZ):  # python ignores them, and exec would keep that
-        signal.signal(s, signal.SIG_DFL)
-    try:
-        os.execvp(argv[0], argv)
-    except OSError as e:
-        sys.stderr.write("%s: %s\\n" % (argv[0], e.strerror))
-        os._exit(127 if e.errno == errno.ENOENT else 126)
-os.setpgid(pid, pid)
-sys.stderr.write("{_PID_MARK}%d\\n" % pid)
-sys.stderr.flush()
-os.close(w)
-sent = []
-def kill(sig, *_):
-    try:
-        os.killpg(pid, sig)
-    except OSError:
-        pass
-def alarm(*_):
-    sent.append(1)
-    kill(signal.SIGTERM if len(sent) == 1 else signal.SIGKILL)
-    signal.setitimer(signal.ITIMER_REAL, grace)
-for s in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM):
-    signal.signal(s, kill)
-signal.signal(signal.SIGALRM, alarm)
-signal.setitimer(signal.ITIMER_REAL, limit)
-status = os.waitpid(pid, 0)[1]
-signal.setitimer(signal.ITIMER_REAL, 0)
-if sent:
-    kill(signal.SIGKILL)  # children that outlived the command
-    os._exit(124 if len(sent) == 1 else 137)
-os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
-"""
-
-
-def remote_command(argv: Sequence[str], timeout: float, python: str = "python3", use_timeout: bool = True) -> str:
-    """The one string sent to the device's shell: every element quoted, on one line (repr keeps the watchdog's
-    newlines out of it, for login shells like csh)."""
-    wrapper = _WRAPPER.replace("PROBE", "command -v timeout" if use_timeout else "false")
-    return shlex.join(["sh", "-c", wrapper, "sh", str(KILL_GRACE_S), f"{timeout:g}", python,
-                       f"exec({_WATCHDOG!r})", *map(str, argv)])
-
-
 class SSHTransport(Transport):
     """paramiko: one connection for every run/put/get of this object, keepalive, host keys verified."""
 
@@ -275,7 +212,7 @@ class SSHTransport(Transport):
                 client.load_host_keys(known_hosts)
             except (OSError, paramiko.SSHException) as exc:
                 raise HostKeyError(f"device '{device.name}': cannot read known_hosts {known_hosts}: {exc}") from None
-        policy = _AcceptNewPolicy(known_hosts) if device.host_key_policy == "accept-new" else _StrictPolicy()
+        policy = AcceptNewPolicy(known_hosts) if device.host_key_policy == "accept-new" else StrictPolicy()
         client.set_missing_host_key_policy(policy)
         auth = {"allow_agent": True, "look_for_keys": True}
         if device.key:
@@ -287,7 +224,7 @@ class SSHTransport(Transport):
         try:
             client.connect(device.host, port=device.port, username=device.user or _local_user(), timeout=timeout,
                            banner_timeout=timeout, auth_timeout=timeout, channel_timeout=timeout, **auth)
-        except _UnknownHostKey as exc:
+        except UnknownHostKey as exc:
             client.close()
             raise HostKeyError(
                 f"device '{device.name}' ({device.host}:{device.port}) offered a host key not in {known_hosts} "
@@ -298,7 +235,7 @@ class SSHTransport(Transport):
             client.close()
             raise HostKeyError(
                 f"device '{device.name}' ({device.host}:{device.port}) offered a host key that DIFFERS from the one in "
-                f"{known_hosts} ({_fingerprint(exc.key)}); refused. If the device was reinstalled, remove the old "
+                f"{known_hosts} ({fingerprint(exc.key)}); refused. If the device was reinstalled, remove the old "
                 f"entry with: ssh-keygen -R '[{device.host}]:{device.port}' -f {known_hosts}"
             ) from None
         except paramiko.PasswordRequiredException:
@@ -353,14 +290,14 @@ class SSHTransport(Transport):
         link = self._transport()
         try:
             channel = link.open_session(timeout=self.device.connect_timeout)
-            channel.exec_command(remote_command(argv, timeout, self.device.interpreter, self.use_timeout))
+            channel.exec_command(remote_command(argv, timeout, KILL_GRACE_S, self.device.interpreter, self.use_timeout))
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise self._lost(exc, f"starting {Path(argv[0]).name}") from None
         pid: list[int] = []
 
         def stderr_line(line: str) -> None:
-            if not pid and line.startswith(_PID_MARK):
-                pid.append(int(line[len(_PID_MARK):]))
+            if not pid and line.startswith(PID_MARK):
+                pid.append(int(line[len(PID_MARK):]))
             elif on_stderr_line:
                 on_stderr_line(line)
 
@@ -392,11 +329,11 @@ class SSHTransport(Transport):
         code = channel.recv_exit_status()
         channel.close()
         stderr = err.text()
-        if stderr.startswith(_PID_MARK):
+        if stderr.startswith(PID_MARK):
             stderr = stderr.split("\n", 1)[1] if "\n" in stderr else ""
         if code in (124, 128 + 9):  # `timeout`'s (and the watchdog's) codes: TERM stopped it / KILL was needed
             raise self._timed_out(argv, timeout)
-        if code == 127 and _NO_WATCHDOG in stderr:
+        if code == 127 and NO_WATCHDOG in stderr:
             raise DeviceError(f"device '{self.device.name}' has neither a 'timeout' command nor "
                               f"{self.device.interpreter} to bound commands with")
         return Completed(code, out.text(), stderr)
@@ -461,42 +398,6 @@ def _local_user() -> str:
     import getpass
 
     return getpass.getuser()
-
-
-def _fingerprint(key) -> str:
-    import base64
-    import hashlib
-
-    digest = base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
-    return f"{key.get_name()} SHA256:{digest}"
-
-
-class _UnknownHostKey(Exception):
-    def __init__(self, fingerprint: str):
-        super().__init__(fingerprint)
-        self.fingerprint = fingerprint
-
-
-class _StrictPolicy:
-    """Unknown host key: refuse (paramiko calls this only for keys missing from known_hosts)."""
-
-    def missing_host_key(self, client, hostname, key):
-        raise _UnknownHostKey(_fingerprint(key))
-
-
-class _AcceptNewPolicy:
-    """Unknown host key: trust it and append it to known_hosts (a changed key is still refused by paramiko)."""
-
-    def __init__(self, known_hosts: str):
-        self.known_hosts = known_hosts
-
-    def missing_host_key(self, client, hostname, key):
-        client.get_host_keys().add(hostname, key.get_name(), key)
-        directory = os.path.dirname(self.known_hosts)
-        if directory:
-            os.makedirs(directory, mode=0o700, exist_ok=True)
-        with open(self.known_hosts, "a") as handle:
-            handle.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
 
 
 def open_transport(device: Device) -> Transport:

@@ -132,9 +132,10 @@ def push(
     progress: ByteProgress | None = None,
     timeout: float = 120.0,
 ) -> PushResult:
-    """Push ``files`` (named relative to ``workdir``) to the device; see the module docstring."""
+    """Push ``files`` (named relative to ``workdir``, a device path as ``transport.path`` gives it) to the
+    device; see the module docstring."""
     result = PushResult()
-    jail = transport.path(workdir)
+    jail = workdir
     held = device_python_json(transport, python, PREPARE_SCRIPT, [jail, *(f.remote for f in files)], timeout,
                               "hashing files")
     todo = []

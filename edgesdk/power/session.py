@@ -36,14 +36,9 @@ RAW_TRACE, PARSED_TRACE, PLOT = "power_trace.jsonl", "power_trace.csv", "power.p
 
 
 def render_sampler() -> str:
-    import jinja2
+    from ..devices.runner import render_template
 
-    from ..about import version
-    from ..devices.runner import templates_dirs
-
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader([str(d) for d in templates_dirs()]),
-                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
-    return env.get_template(TEMPLATE).render(edgesdk_version=version(), protocol=PROTOCOL)
+    return render_template(TEMPLATE, protocol=PROTOCOL)
 
 
 def power_config(device: Any, target: Any = None) -> PowerConfig:

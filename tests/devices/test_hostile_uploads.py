@@ -75,22 +75,14 @@ def test_a_planted_partial_symlink_is_refused_not_followed(sshd, jail, tmp_path)
     assert not (workdir / "artifacts" / "model.bin").exists()
 
 
-def test_the_default_workdir_is_private(sshd, int8_artifact, tmp_path):
-    """No workdir in devices.yaml: ~/.cache/edgesdk on the device, created 0700 (not a fixed path under /tmp)."""
-    import os
-    import shutil
-    from pathlib import Path
-
-    entry = sshd.device()
-    entry.pop("workdir")
-    devices = write_devices(tmp_path / "devices.yaml", {"loop": entry})
-    home = Path.home() / ".cache" / "edgesdk"  # the sshd user is root, as is this test
-    existed = home.exists()
-    try:
-        edgesdk.profile(int8_artifact, device="loop", runs=1, warmup=0, devices=devices, runs_dir=tmp_path / "runs")
-        assert (home / "artifacts").is_dir()
-        if not existed:
-            assert os.stat(home).st_mode & 0o777 == 0o700
-    finally:
-        if not existed:
-            shutil.rmtree(home, ignore_errors=True)
+def test_the_default_workdir_is_private(int8_artifact, tmp_path, monkeypatch):
+    """No workdir in devices.yaml: ~/.cache/edgesdk of the device user (not a fixed path under /tmp), created
+    0700. A device whose home is a fresh folder, so the folder cannot already be there."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    devices = write_devices(tmp_path / "devices.yaml", {"here": {"transport": "local", "target": "host"}})
+    edgesdk.profile(int8_artifact, device="here", runs=1, warmup=0, devices=devices, runs_dir=tmp_path / "runs")
+    workdir = home / ".cache" / "edgesdk"
+    assert (workdir / "artifacts").is_dir()
+    assert workdir.stat().st_mode & 0o777 == 0o700

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from edgesdk.devices.inventory import Device, parse_inventory
 from edgesdk.devices import transport as transport_module
-from edgesdk.devices.transport import LocalTransport, SSHTransport, open_transport, remote_command
+from edgesdk.devices.bounded import remote_command
+from edgesdk.devices.inventory import Device, parse_inventory
+from edgesdk.devices.transport import LocalTransport, SSHTransport, open_transport
 from edgesdk.errors import DeviceAuthError, DeviceConnectionError, DeviceError, DeviceTimeoutError, HostKeyError
-
 from tests.devices.sshd_server import free_port, keygen, processes_with, wait_gone
 
 
@@ -38,7 +38,7 @@ def transport(request, sshd):
 
 
 def test_remote_command_quotes_every_argument():
-    command = remote_command(["echo", "$(touch /tmp/x)", "a;b", "it's"], 5)
+    command = remote_command(["echo", "$(touch /tmp/x)", "a;b", "it's"], 5, 3)
     assert "'$(touch /tmp/x)'" in command and "'a;b'" in command and "'it'\"'\"'s'" in command
     assert "\n" not in command  # one line, whatever the login shell
 

@@ -52,8 +52,7 @@ class TFLiteBackend(Backend):
     def export(self, graph, target, out_dir: Path, feeds) -> Exported:
         from .convert import convert
 
-        recipe = graph.recipe.name if graph.recipe is not None else "fp32"
-        self.check_recipe(recipe)
+        recipe = graph.recipe.name if graph.recipe is not None else "fp32"  # api.export checked it
         if not feeds:
             raise CalibrationError("the tflite backend fixes the model's input shapes from sample inputs: give "
                                    "calibration or reference data (--calib or --reference)")
