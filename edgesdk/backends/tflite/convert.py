@@ -20,7 +20,7 @@ import numpy as np
 from ...errors import ModelError, UsageError
 from ...graph import Graph
 from . import lowering
-from .ops import import_tf
+from .tensors import import_tf
 
 MODES = ("fp32", "dynamic", "int8", "int4")
 INT4_REFUSAL = (

@@ -10,7 +10,7 @@ Lowerings that need a value at conversion time (a Reshape's shape, a Slice's sta
 full-integer TFLite: the lowering then picks forms TFLite runs well in int8 (a per-channel scale as a
 1x1 depthwise convolution, an additive attention mask as a select, Σx² as an int32-accumulated
 BATCH_MATMUL). ``ctx.q(tensor, tag)`` gives an intermediate tensor its own int8 range. Lowerings
-registered with ``grouped=True`` also take and return ``Grouped`` values (channel groups, see there).
+registered with ``grouped=True`` also take and return ``Grouped`` values (channel groups, groups.py).
 
 Each op is registered with how its outputs are quantized in full-integer TFLite:
 ``compute``: the output gets its own range (observed on calibration data or pinned by the graph);
@@ -22,34 +22,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from ...errors import ModelError
+from .groups import Grouped, split
+from .tensors import is_const, is_float, rank_of, shape_of, static, tf
 
 QUANT_KINDS = ("compute", "same", "fixed", "none")
-EDGESDK_DOMAIN = "edgesdk.tflite"  # ops made by lowering.fuse() from multi-node patterns
-
-
-def import_tf():
-    """TensorFlow, imported on first use with its C++ logging silenced."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-    import tensorflow as tf
-
-    tf.get_logger().setLevel("ERROR")
-    return tf
-
-
-class _LazyTF:
-    def __getattr__(self, name: str) -> Any:
-        return getattr(import_tf(), name)
-
-
-tf = _LazyTF()
+EDGESDK_DOMAIN = "edgesdk.tflite"  # ops made by fusions.fuse() from multi-node patterns
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,80 +56,11 @@ def register(*op_types: str, quant: str = "compute", domain: str = "", grouped: 
     return wrap
 
 
-@dataclasses.dataclass
-class Grouped:
-    """One int8 tensor held as several, each a group of channels (last axis) with its own range.
-
-    Transformer residual streams carry a few outlier channels (50-200x the others in BERT-style models):
-    one per-tensor int8 grid for all channels rounds the ordinary channels to a handful of levels. TFLite
-    only has per-tensor activation ranges, so the residual stream (linear outputs feeding residual adds,
-    the adds, the normalizations) is carried as channel groups of similar magnitude, each its own tensor
-    (per-embedding-group quantization, Bondarenko et al. 2021). ``index[j]`` are the channels of
-    ``parts[j]``; ops that do not take groups get them merged back (CONCATENATION + GATHER)."""
-
-    parts: list[Any]
-    index: list[np.ndarray]
-
-    @property
-    def channels(self) -> int:
-        return int(sum(len(i) for i in self.index))
-
-
-def split(value: Any, index: list[np.ndarray]) -> list[Any]:
-    """A plain value (constant, tensor or channel vector) cut into the channel groups ``index``."""
-    if isinstance(value, Grouped):
-        if all(np.array_equal(a, b) for a, b in zip(value.index, index)) and len(value.index) == len(index):
-            return list(value.parts)
-        raise ModelError("internal: channel groups that do not match")
-    if is_const(value):
-        if np.ndim(value) == 0 or np.shape(value)[-1] == 1:
-            return [value] * len(index)
-        return [np.take(value, i, axis=-1) for i in index]
-    if shape_of(value)[-1] == 1:
-        return [value] * len(index)
-    return [tf.gather(value, i, axis=-1) for i in index]
-
-
-def merge(value: Grouped, ranged: Callable[[Any], Any]):
-    """The channel groups as one tensor again, in the original channel order. ``ranged`` gives the
-    CONCATENATION its int8 range (TFLite requantizes every part to it; without one the converter would
-    take the first part's range for all)."""
-    inverse = np.argsort(np.concatenate(value.index))
-    return tf.gather(ranged(tf.concat(value.parts, -1)), inverse, axis=-1)
-
-
 def lookup(op_type: str, domain: str = "") -> Lowering | None:
     return LOWERINGS.get(("" if domain == "ai.onnx" else domain, op_type))
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-
-
-def is_const(value: Any) -> bool:
-    return isinstance(value, (np.ndarray, np.generic))
-
-
-def static(ctx, value: Any, what: str = "this input") -> np.ndarray:
-    """A value needed at conversion time, as numpy."""
-    if is_const(value):
-        return np.asarray(value)
-    known = tf.get_static_value(value)
-    if known is None:
-        raise ModelError(f"node '{ctx.node_name}': {what} must be known at conversion time (static shapes)")
-    return np.asarray(known)
-
-
-def shape_of(value: Any) -> list[int]:
-    return list(np.shape(value)) if is_const(value) else value.shape.as_list()
-
-
-def rank_of(value: Any) -> int:
-    return len(shape_of(value))
-
-
-def is_float(value: Any) -> bool:
-    dtype = value.dtype if is_const(value) else value.dtype.as_numpy_dtype
-    return np.issubdtype(np.dtype(dtype), np.floating)
 
 
 def _axes(ctx, inputs: list, attrs: dict, index: int = 1) -> list[int] | None:
@@ -329,7 +243,7 @@ def _reciprocal(ctx, inputs, attrs):
 @register("Erf")
 def _erf(ctx, inputs, attrs):
     """TFLite has no ERF kernel: Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7) from builtin ops.
-    (The usual erf inside GELU never gets here: lowering.fuse() turns it into one GELU op.)"""
+    (The usual erf inside GELU never gets here: fusions.fuse() turns it into one GELU op.)"""
     (x,) = inputs
     a = tf.abs(x)
     t = tf.divide(1.0, 1.0 + 0.3275911 * a)
