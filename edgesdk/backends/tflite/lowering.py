@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections import defaultdict
 from typing import Any
 
 import numpy as np
@@ -47,11 +46,11 @@ from . import ops
 from .fusions import fuse
 from .graph_view import GraphView, Node, check_supported, other_input, read_graph
 from .groups import ChannelPlan, Grouped, channel_plan, merge
+from .ranges import observe, ranges_from
 from .tensors import import_tf, is_const, is_float, shape_of
 
 MODES = ("fp32", "dynamic", "int8")
 MASK_VALUE = -1.0e4  # stands for float32 lowest / -inf in attention masks of int8 models
-SOFTMAX_FLOOR = 12.0  # softmax inputs: range starts this far below the smallest row maximum
 _HUGE = 1.0e30
 
 
@@ -379,7 +378,7 @@ def _to_numpy(value):
     return value.numpy()
 
 
-# ------------------------------------------------------------------------------------------ observers
+# ----------------------------------------------------------------------------------------------- API
 
 
 def _input_shapes(view: GraphView, feed: dict[str, np.ndarray]) -> dict[str, tuple[int, ...]]:
@@ -387,52 +386,6 @@ def _input_shapes(view: GraphView, feed: dict[str, np.ndarray]) -> dict[str, tup
     if missing:
         raise ModelError(f"the feed lacks the model input(s) {', '.join(missing)}")
     return {name: tuple(int(d) for d in np.shape(feed[name])) for name, _ in view.inputs}
-
-
-def _args(view: GraphView, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
-    return [np.asarray(feed[name]).astype(dtype) for name, dtype in view.inputs]
-
-
-def observe(tracer: Tracer, feeds: list[dict[str, np.ndarray]]):
-    """Run the observing trace on the feeds: (TensorStats per tap, smallest row maximum per softmax
-    input tap, integer range per integer tap)."""
-    from ...quant.stats import TensorStats
-
-    function = tracer.function()
-    stats: dict[str, TensorStats] = defaultdict(TensorStats)
-    row_max: dict[str, float] = {}
-    ints: dict[str, tuple[int, int]] = {}
-    for feed in feeds:
-        _, taps, int_taps = function(*_args(tracer.view, feed))
-        for key, tensor in taps.items():
-            x = tensor.numpy()
-            stats[key].observe(x)
-            if tracer.tap_tensor.get(key) in tracer.softmax_inputs:
-                m = float(x.max(axis=-1).min())
-                row_max[key] = min(row_max.get(key, m), m)
-        for key, tensor in int_taps.items():
-            x = tensor.numpy()
-            low, high = ints.get(key, (int(x.min()), int(x.max())))
-            ints[key] = (min(low, int(x.min())), max(high, int(x.max())))
-    return stats, row_max, ints
-
-def ranges_from(tracer: Tracer, stats, row_max) -> dict[str, tuple[float, float]]:
-    return {key: _range(s, row_max.get(key)) for key, s in stats.items()}
-
-
-def _range(stats, row_max: float | None) -> tuple[float, float]:
-    low, high = stats.min, stats.max
-    if row_max is not None and low < row_max - SOFTMAX_FLOOR:
-        low = row_max - SOFTMAX_FLOOR  # below it only masked or negligible scores: saturate them there
-    low, high = min(low, 0.0), max(high, 0.0)
-    if not (np.isfinite(low) and np.isfinite(high)):
-        raise ModelError(f"a tensor's calibration range [{low}, {high}] is not finite; it cannot be int8")
-    if high - low < 1e-6:
-        high = low + 1e-6
-    return float(low), float(high)
-
-
-# ----------------------------------------------------------------------------------------------- API
 
 
 def lower(graph: Graph, feeds: list[dict[str, np.ndarray]], mode: str = "fp32") -> Lowered:
