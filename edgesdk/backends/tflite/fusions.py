@@ -1,6 +1,7 @@
 """Before tracing, ``fuse`` rewrites multi-node forms TFLite has one good op for (GELU written with Erf or
-Tanh, LayerNorm and RMSNorm written as reductions) into one node each, checked structurally and, for
-GELU, numerically. The fused nodes are standard LayerNormalization or ops of ops.EDGESDK_DOMAIN."""
+Tanh, LayerNorm and RMSNorm written as reductions, sentence-transformers' masked mean pooling) into one
+node each, checked structurally and, for GELU, numerically. The fused nodes are standard
+LayerNormalization or ops of ops.EDGESDK_DOMAIN."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from .ops import EDGESDK_DOMAIN
 
 
 def fuse(view: GraphView) -> GraphView:
-    """Rewrite GELU (Erf/Tanh forms), LayerNorm and RMSNorm subgraphs into one node each."""
-    for matcher in (_match_layernorm, _match_rmsnorm, _match_gelu):
+    """Rewrite GELU (Erf/Tanh forms), LayerNorm, RMSNorm and masked mean pooling into one node each."""
+    for matcher in (_match_layernorm, _match_rmsnorm, _match_gelu, _match_masked_mean):
         while True:
             consumers, producers = view.consumers(), view.producers()
             for node in view.nodes:
@@ -228,3 +229,42 @@ def _evaluates_to_gelu(view: GraphView, region: list[Node], x: str, y: str) -> s
     if np.allclose(got, tanh, atol=1e-5):
         return "tanh"
     return None
+
+
+def _sum_over_axis1(view: GraphView, node: Node | None) -> int | None:
+    """keepdims of a ReduceSum over axis 1 alone, else None."""
+    if node is None or node.op_type != "ReduceSum":
+        return None
+    axes = node.attrs.get("axes")
+    if axes is None and len(node.inputs) > 1:
+        value = view.value(node.inputs[1])
+        axes = None if value is None else value.reshape(-1).tolist()
+    return int(node.attrs.get("keepdims", 1)) if axes is not None and list(axes) == [1] else None
+
+
+def _match_masked_mean(view, node, consumers, producers):
+    """Div(ReduceSum(x·m, axis 1), Clip/Max(ReduceSum(m, axis 1), eps)): mean pooling over the tokens m keeps."""
+    if node.op_type != "Div":
+        return None
+    outputs = set(view.outputs)
+    total, count = producers.get(node.inputs[0]), producers.get(node.inputs[1])
+    floor, eps = None, 0.0
+    if count is not None and count.op_type in ("Clip", "Max"):
+        eps = _scalar(view, count.inputs[1]) if len(count.inputs) > 1 else None
+        floor, count = count, producers.get(count.inputs[0])
+        if eps is None or (floor.op_type == "Clip" and len(floor.inputs) > 2 and floor.inputs[2]):
+            return None
+    keep = _sum_over_axis1(view, total)
+    if keep is None or _sum_over_axis1(view, count) != keep:
+        return None
+    mul, mask = producers.get(total.inputs[0]), count.inputs[0]
+    if mul is None or mul.op_type != "Mul" or mask not in mul.inputs or mul.inputs[0] == mul.inputs[1]:
+        return None
+    chain = [mul, total, count] + ([floor] if floor is not None else []) + [node]
+    inner = [mul.outputs[0], total.outputs[0], count.outputs[0]] + ([floor.outputs[0]] if floor else [])
+    if any(name in outputs or len(consumers.get(name, [])) != 1 for name in inner):
+        return None
+    x = other_input(mul, mask)
+    fused = Node("MaskedMean", EDGESDK_DOMAIN, f"{node.name}_masked_mean", [x, mask], [node.outputs[0]],
+                 {"epsilon": eps, "keepdims": keep})
+    return chain, fused

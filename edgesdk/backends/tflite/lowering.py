@@ -21,16 +21,25 @@ Three modes, one graph walk:
              Attention-mask constants (float32 lowest, -inf) become MASK_VALUE, and scores + mask becomes
              a select (an int8 ADD of a huge constant overflows in LiteRT's optimized kernel).
 
-The graph is read as plain data (graph_view.py) and its multi-node GELU, LayerNorm and RMSNorm forms
-fused into one node each (fusions.py) before the walk.
+The graph is read as plain data (graph_view.py) and its multi-node GELU, LayerNorm, RMSNorm and masked
+mean pooling forms fused into one node each (fusions.py) before the walk.
 
 Measured on all-MiniLM-L6-v2 (int8 recipe, 64 calibration sentences, mean cosine of the sentence
-embedding to the fp32 model, 100 held-out sentences): one range per tensor 0.81; residual stream in 4
-channel groups 0.985; smoothed GELU outputs grouped 0.9875 (ORT's int8 artifact, which keeps LayerNorm,
-softmax, GELU and residuals in float: 0.998). What still limits it: every tensor in front of a
-SmoothQuant scale is rounded before the scale multiplies its step by up to 8 (LayerNorm outputs are
-scaled from their normalized values instead, GELU outputs grouped by factor); Σ(x-mean)² per token
-spans ~200x between ordinary and outlier tokens on one int8 grid; softmax output has a fixed 1/256 step."""
+embedding to the fp32 model, LiteRT, 100 held-out sentences unless said): one range per tensor 0.81;
+residual stream in 4 channel groups 0.985; smoothed GELU outputs grouped 0.9877. Leaving one family of
+taps float at a time then showed Σ(x-mean)² per token as the dominant loss (0.9880 -> 0.9922 with it
+float, in the TF simulation of the same ranges): it spans up to ~300x between ordinary and outlier
+tokens, and on one int8 grid ordinary tokens had 1-2 levels. It is now taken on several grids
+(ops_nn._inverse_std): 0.9921. Finer groups (groups.py) 0.9939; groups put straight onto the graph's
+grid at its QDQ points 0.9942; mean pooling as one weighted BATCH_MATMUL (fusions, ops_nn._masked_mean)
+0.9945. What remains is spread thin: each family of taps costs 0.0003-0.0015 when it alone is int8
+(LayerNorm internals and outputs 0.0015, residual adds 0.0011, linear outputs 0.0007, SmoothQuant
+scales 0.0006, GELU outputs 0.0003), and MSE-chosen ranges in place of min/max gained nothing.
+600 held-out sentences, 1 thread: full int8 0.99445 at 20.1-20.8 ms, TFLite fp32 16.1 ms (ORT's int8
+artifact, which keeps LayerNorm, softmax, GELU and residuals in float: 0.99820). Speed: linear layers
+fed by channel groups take their concatenation with the weight rows in group order (a GATHER back to
+channel order costs ~0.1 ms in LiteRT), embeddings are gathered per group from per-group tables;
+the int8 SOFTMAX (~0.4 ms per layer) and ~90 small sum-of-squares BATCH_MATMULs are the next costs."""
 
 from __future__ import annotations
 
@@ -45,7 +54,7 @@ from ...graph import Graph
 from . import ops
 from .fusions import fuse
 from .graph_view import GraphView, Node, check_supported, other_input, read_graph
-from .groups import ChannelPlan, Grouped, channel_plan, merge
+from .groups import ChannelPlan, Grouped, channel_plan, concatenated, slices, unpermute
 from .ranges import observe, ranges_from
 from .tensors import import_tf, is_const, is_float, shape_of
 
@@ -86,6 +95,12 @@ class Context:
         """``tensor`` with its own int8 range (observed), or the ``fixed`` range when given."""
         return self.tracer.tap(tensor, f"{self.key}/{tag}", fixed=fixed)
 
+    def observed_range(self, tag: str) -> tuple[float, float] | None:
+        """The calibration range of this node's tap ``tag`` (None while observing, or when left float)."""
+        if self.tracer.observing or self.tracer.ranges is None:
+            return None
+        return self.tracer.ranges.get(f"{self.key}/{tag}")
+
     def int_range(self, tensor, tag: str):
         return self.tracer.int_range(tensor, f"{self.key}/{tag}")
 
@@ -95,6 +110,10 @@ class Context:
     def merged(self, value):
         """A Grouped value as one tensor (anything else as it is)."""
         return self.tracer.merge(value) if isinstance(value, Grouped) else value
+
+    def joined(self, value: Grouped):
+        """A Grouped value as one tensor in group order, and that channel order (see Tracer.joined)."""
+        return self.tracer.joined(value)
 
     def merged_shape(self, value) -> list[int] | None:
         """The shape of a float tensor (grouped or not), None for constants and non-float values."""
@@ -183,6 +202,7 @@ class Tracer:
         self.masks: dict[int, Any] = {}
         self.norms: dict[str, dict[str, Any]] = {}
         self._merged: dict[int, Any] = {}
+        self._joined: dict[int, Any] = {}
         self._names: dict[int, str] = {}
 
     # -- activation quantize/dequantize pairs ------------------------------------------------------
@@ -273,12 +293,22 @@ class Tracer:
         mask = self.producers.get(other)
         return mask is not None and mask.op_type == "Where" and all(i in self.static for i in mask.inputs[1:])
 
-    def merge(self, value):
-        """A Grouped value as one tensor: concatenated, back in channel order, with its own range."""
+    def joined(self, value: Grouped):
+        """(the groups concatenated with their own range, in group order; that channel order)."""
+        order = np.concatenate(value.index)
+        if value.joined is not None:
+            return value.joined, order
+        if id(value) not in self._joined:
+            name = self._names.get(id(value), f"grouped{len(self._joined)}")
+            pinned = name if name in self.pinned else None
+            self._joined[id(value)] = concatenated(value, lambda t: self.tap(t, f"merge:{name}", pinned))
+        return self._joined[id(value)], order
+
+    def merge(self, value: Grouped):
+        """A Grouped value as one tensor, back in channel order."""
         if id(value) not in self._merged:
-            name = self._names.get(id(value), f"grouped{len(self._merged)}")
-            merged = merge(value, lambda t: self.tap(t, f"merge:{name}", name if name in self.pinned else None))
-            self._merged[id(value)] = merged
+            joined, _ = self.joined(value)
+            self._merged[id(value)] = unpermute(joined, value.index)
         return self._merged[id(value)]
 
     # -- the walk --------------------------------------------------------------------------------------
@@ -286,7 +316,7 @@ class Tracer:
     def body(self, *args):
         tf = import_tf()
         view = self.view
-        self.masks, self.norms, self._merged, self._names = {}, {}, {}, {}
+        self.masks, self.norms, self._merged, self._joined, self._names = {}, {}, {}, {}, {}
         env: dict[str, Any] = {}
         for (name, _), arg in zip(view.inputs, args):
             env[name] = self.tap(arg, f"input:{name}", name)
@@ -340,12 +370,16 @@ class Tracer:
             return value
         wants = out in self.pinned or (lowering.quant == "compute" and not self._skip_tap(node, out))
         if isinstance(value, Grouped):
-            if wants:
+            if wants:  # at a graph QDQ point every group goes straight onto the graph's grid: one rounding,
+                fixed = self.pinned.get(out)  # and a CONCATENATION that requantizes nothing
                 value = Grouped(
-                    [self.tap(p, f"{key}/out{i}/g{j}") for j, p in enumerate(value.parts)], value.index
+                    [self.tap(p, f"{key}/out{i}/g{j}", fixed=fixed) for j, p in enumerate(value.parts)], value.index
                 )
             self._names[id(value)] = out
-            return self.merge(value) if out in self.pinned else value
+            if out in self.pinned:  # a graph QDQ point: the whole tensor on the graph's one grid, as it rounds it
+                joined, _ = self.joined(value)
+                return Grouped(slices(joined, value.index), value.index, joined)
+            return value
         return self.tap(value, f"{key}/out{i}", out) if wants else value
 
     def _lookup(self, env, name: str):

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import ModelError
-from .groups import Grouped, split
+from .groups import Grouped, split, unpermute
 from .ops_common import _axes, channel_affine
 from .registry import EDGESDK_DOMAIN, register
 from .tensors import is_const, is_float, rank_of, shape_of, static, tf
@@ -57,7 +57,11 @@ def _linear(x, weight: np.ndarray, bias: np.ndarray | None):
 
 @register("MatMul", grouped=True)
 def _matmul(ctx, inputs, attrs):
-    a, b = ctx.merged(inputs[0]), inputs[1]
+    a, b = inputs
+    if isinstance(a, Grouped) and is_const(b) and np.ndim(b) == 2:
+        a, order = ctx.joined(a)
+        b = np.asarray(b)[order]  # the weight rows follow the groups' channel order: no GATHER back
+    a = ctx.merged(a)
     if is_const(b) and not is_const(a) and np.ndim(b) == 2 and is_float(a):
         if ctx.out_groups is not None and ctx.int8:  # a residual-stream output: one FC per channel group
             return Grouped([_linear(a, np.asarray(b)[:, i], None) for i in ctx.out_groups], ctx.out_groups)
@@ -112,6 +116,27 @@ def _softmax(ctx, inputs, attrs):
     return tf.transpose(fn(tf.transpose(x, perm), axis=-1), inverse)
 
 
+@register("MaskedMean", domain=EDGESDK_DOMAIN, quant="same", grouped=True)
+def _masked_mean(ctx, inputs, attrs):
+    """Σ_t x·m / max(Σ_t m, eps) over axis 1 (fusions: mean pooling). In int8 one BATCH_MATMUL of the
+    per-token weights m/Σm with x, rounded once at the mean's range: an int8 sum over the tokens needs a
+    range for the longest sentence, which left short ones few levels."""
+    x, mask = inputs
+    eps, keep = np.float32(attrs["epsilon"]), bool(attrs["keepdims"])
+    if not ctx.int8:
+        return tf.reduce_sum(x * mask, 1, keepdims=keep) / tf.maximum(tf.reduce_sum(mask, 1, keepdims=keep), eps)
+    index = x.index if isinstance(x, Grouped) else None
+    if index is not None:
+        x, _ = ctx.joined(x)
+    count = ctx.q(tf.maximum(tf.reduce_sum(mask, 1, keepdims=True), eps), "count")
+    share = ctx.q(np.float32(1.0) / count, "share")  # a MUL keeps masked tokens at exactly 0 (LiteRT's DIV does not)
+    weights = ctx.q(mask * share, "weights", fixed=(0.0, 1.0))
+    rows = tf.reshape(weights, [shape_of(weights)[0], 1, -1])  # [B, 1, T]: the mask has a last axis of 1
+    mean = ctx.q(tf.matmul(rows, x), "mean")  # [B, 1, C]
+    mean = mean if keep else tf.squeeze(mean, 1)
+    return unpermute(mean, index) if index is not None else mean
+
+
 # ----------------------------------------------------------------------------------------- normalization
 
 
@@ -125,13 +150,75 @@ def _norm_setup(ctx, x, axis: int, scale, bias):
     return list(range(axis, rank)), scale, bias
 
 
-def _sum_of_squares(ctx, x, tag: str):
+def _sum_of_squares(ctx, x, tag: str, fixed: tuple[float, float] | None = None, grid: int = 0):
     """Σ x² over the last axis as an int8 BATCH_MATMUL of x with itself: the products accumulate in int32
-    exactly and only the sum is rounded (an int8 x·x would round every square first)."""
+    exactly and only the sum is rounded (an int8 x·x would round every square first). Each ``grid`` reshapes
+    to its own rank: the converter would merge identical matmuls, leaving one output for two ranges."""
     shape = shape_of(x)
-    flat = tf.reshape(x, [int(np.prod(shape[:-1])), 1, shape[-1]])
-    total = ctx.q(tf.matmul(flat, flat, transpose_b=True), tag)
+    flat = tf.reshape(x, [int(np.prod(shape[:-1]))] + [1] * (grid + 1) + [shape[-1]])
+    total = ctx.q(tf.matmul(flat, flat, transpose_b=True), tag, fixed=fixed)
     return tf.reshape(total, shape[:-1] + [1])
+
+
+# Σ(x-mean)² per token spans up to ~300x between ordinary and outlier tokens (all-MiniLM-L6-v2), and int8
+# RSQRT only sees its input's 256 levels: on one grid ordinary tokens get 1-2 levels. So the sum is also
+# taken on finer grids, each this much narrower than the one before (a value at the bottom of a grid still
+# has 255/ratio levels), as many as the calibration spread needs.
+VARIANCE_GRID_RATIO = 8.0
+MAX_VARIANCE_GRIDS = 4
+SATURATION_MARGIN = 0.9  # a sum above this share of a grid's top is read from the next coarser grid
+
+
+def _sum_on_grid(ctx, centered, eps_total: float, grid: int, top: float | None, grid0: list):
+    """Σ over the groups of Σ(x-mean)², + eps·C, on grid ``grid`` (0: the observed ranges; k > 0: every
+    range capped at ``top``, the parts whose own range already fits reused from grid 0)."""
+    def capped(tag: str):
+        if grid == 0:
+            return None, tag
+        observed = ctx.observed_range(tag)
+        high = top if observed is None else min(observed[1], top)
+        return (0.0, high), f"{tag}@{grid}"
+
+    parts = []
+    for j, p in enumerate(centered):
+        fixed, tag = capped(f"sum_squares{j}")
+        if grid == 0:
+            grid0.append(_sum_of_squares(ctx, p, tag))
+            parts.append(grid0[j])
+        elif fixed[1] >= ctx.observed_range(f"sum_squares{j}")[1]:
+            parts.append(grid0[j])  # its own range already fits this grid
+        else:
+            parts.append(_sum_of_squares(ctx, p, tag, fixed, grid))
+    total = parts[0]
+    for j, part in enumerate(parts[1:], 1):
+        fixed, tag = capped(f"sum_squares0_{j}")
+        total = ctx.q(total + part, tag, fixed=fixed)
+    fixed, tag = capped("sum_squares")
+    return ctx.q(total + np.float32(eps_total), tag, fixed=fixed)
+
+
+def _inverse_std(ctx, centered, eps_total: float):
+    """rsqrt(Σ(x-mean)² + eps·C) per token, from the finest variance grid the token's sum fits in."""
+    grid0: list = []
+    total = _sum_on_grid(ctx, centered, eps_total, 0, None, grid0)
+    inv = ctx.q(tf.math.rsqrt(total), "rsqrt")
+    whole, inv_range = ctx.observed_range("sum_squares"), ctx.observed_range("rsqrt")
+    if whole is None or inv_range is None or inv_range[1] <= 0:
+        return inv
+    smallest = 1.0 / inv_range[1] ** 2  # the smallest sum seen in calibration
+    grids = 1 + math.floor(math.log(max(whole[1] / smallest, 1.0)) / math.log(VARIANCE_GRID_RATIO))
+    grids = min(grids, MAX_VARIANCE_GRIDS)
+    tops = [whole[1] / VARIANCE_GRID_RATIO**k for k in range(grids)]
+    totals, invs = [total], [inv]
+    for k in range(1, grids):
+        totals.append(_sum_on_grid(ctx, centered, eps_total, k, tops[k], grid0))
+        invs.append(ctx.q(tf.math.rsqrt(totals[k]), f"rsqrt@{k}", fixed=inv_range))
+    inv = invs[-1]
+    for k in range(grids - 2, -1, -1):
+        # grid k where grid k+1 saturates (with a margin for grid k's rounding). The test reads the
+        # rsqrt values: LiteRT's int8 comparison is wrong for input scales above 1, as big sums have.
+        inv = tf.where(invs[k] < np.float32((SATURATION_MARGIN * tops[k + 1]) ** -0.5), invs[k], inv)
+    return inv
 
 
 def _normalize_int8(ctx, x, gain, bias, eps: float, center: bool):
@@ -157,11 +244,7 @@ def _normalize_int8(ctx, x, gain, bias, eps: float, center: bool):
             mean = ctx.q(total * np.float32(1.0 / channels), "mean")
             centered = [ctx.q(p - mean, f"centered{j}", fixed=ctx.range_of(p)) for j, p in enumerate(parts)]
 
-    total = _sum_of_squares(ctx, centered[0], "sum_squares0")
-    for j, p in enumerate(centered[1:], 1):
-        total = ctx.q(total + _sum_of_squares(ctx, p, f"sum_squares{j}"), f"sum_squares0_{j}")
-    total = ctx.q(total + np.float32(eps * channels), "sum_squares")
-    inv = ctx.q(tf.math.rsqrt(total), "rsqrt")
+    inv = _inverse_std(ctx, centered, eps * channels)
     normed = [ctx.q(p * inv, f"normalized{j}") for j, p in enumerate(centered)]
     gain = np.full(channels, math.sqrt(channels), np.float32) * (1.0 if gain is None else gain)
     ctx.remember_norm({"normed": normed, "index": index, "gain": gain, "bias": bias})

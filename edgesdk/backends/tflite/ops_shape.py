@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import ModelError
+from .groups import Grouped
 from .ops_common import _axes
 from .registry import register
 from .tensors import is_const, is_float, rank_of, shape_of, static, tf
@@ -161,10 +162,17 @@ def _gather(ctx, inputs, attrs):
         indices = np.where(indices < 0, indices + shape_of(data)[axis], indices)
         if is_const(data):
             return np.take(data, indices, axis=axis)
-    out = tf.gather(data, indices, axis=axis)
     if is_const(data) and is_float(data):  # an embedding: the whole table's range, no row clipped
-        out = ctx.q(out, "table", fixed=(float(np.min(data)), float(np.max(data))))
-    return out
+        if ctx.int8 and ctx.out_groups is not None and axis == 0 and rank_of(data) == 2:
+            # the residual stream's channel groups: a table per group, not a GATHER of the channels after
+            tables = [np.take(data, i, axis=1) for i in ctx.out_groups]
+            return Grouped([_embedding(ctx, t, indices, f"table{j}") for j, t in enumerate(tables)], ctx.out_groups)
+        return _embedding(ctx, data, indices, "table", axis)
+    return tf.gather(data, indices, axis=axis)
+
+
+def _embedding(ctx, table: np.ndarray, indices, tag: str, axis: int = 0):
+    return ctx.q(tf.gather(table, indices, axis=axis), tag, fixed=(float(np.min(table)), float(np.max(table))))
 
 
 @register("GatherND", quant="same")
