@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.edgesdk-installed
 
-.PHONY: setup system-deps demo test bench
+.PHONY: setup system-deps demo demo-llm test bench bench-llm
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,9 +29,19 @@ demo: setup
 	$(PY) examples/minilm.py --out out/minilm
 	$(PY) examples/minilm.py --out out/minilm-tflite --target host-tflite
 
+# A causal LM end to end, offline: Gemma 3 270M from its GGUF (gguf and int8), perplexity, generation here.
+demo-llm: setup
+	$(PY) examples/causal_lm.py --out out/gemma
+
 test: setup system-deps
 	$(PY) -m pytest -q
 
 bench: setup
 	$(PY) benchmarks/minilm_recipes.py
 	$(PY) benchmarks/minilm_tflite.py
+
+# llama.cpp is a peer to measure against, not a dependency: built here from its PyPI sdist (~6 min).
+bench-llm: setup
+	$(PY) -m pip install -q -e '.[llm-bench]'
+	$(PY) -c "import llama_cpp" 2>/dev/null || CMAKE_ARGS=-DGGML_NATIVE=ON $(PY) -m pip install -q llama-cpp-python
+	$(PY) benchmarks/llm.py

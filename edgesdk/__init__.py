@@ -4,7 +4,7 @@ The API is loaded on first use so ``import edgesdk`` (and the CLI's --help) stay
 
 from __future__ import annotations
 
-__all__ = ["load", "quantize", "export", "verify", "inspect", "profile", "deploy", "EdgeSDKError"]
+__all__ = ["load", "quantize", "export", "verify", "evaluate", "generate", "inspect", "profile", "deploy", "EdgeSDKError"]
 
 from .errors import EdgeSDKError
 
@@ -18,6 +18,14 @@ def __getattr__(name: str):
         from .devices import api as device_api
 
         return getattr(device_api, name)
+    if name == "evaluate":
+        from .llm.evaluate import evaluate
+
+        return evaluate
+    if name == "generate":
+        from .llm.generate import generate
+
+        return generate
     if name == "inspect":
         from .inspection import inspect
 

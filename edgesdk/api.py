@@ -37,7 +37,7 @@ def load(model: Any, example_inputs: Any = None, **options: Any) -> Graph:
 def quantize(graph: Graph, recipe: str | Recipe = "int8", calibration: Any = None, **options: Any) -> Graph:
     """Apply a recipe; the result keeps a link to the float graph for export and verification."""
     recipe = get_recipe(recipe, **options)
-    data = CalibrationData.coerce(calibration, "calibration") if calibration is not None else None
+    data = _data_for(graph, calibration, "calibration", getattr(recipe, "calibration_samples", None))
     if data is not None:
         data.validate(graph)
     quantized = recipe.apply(graph, data)
@@ -45,6 +45,17 @@ def quantize(graph: Graph, recipe: str | Recipe = "int8", calibration: Any = Non
     quantized.recipe = recipe
     quantized.calibration = data
     return quantized
+
+
+def _data_for(graph: Graph, data: Any, origin: str, count: int | None = None) -> CalibrationData | None:
+    """Feeds for ``graph``: an LM reads text (or token ids) through its tokenizer, other models arrays."""
+    if data is None:
+        return None
+    if graph.lm is not None:
+        from .llm.text import lm_data
+
+        return lm_data(graph.lm, data, origin, count)
+    return CalibrationData.coerce(data, origin)
 
 
 def export(
@@ -90,7 +101,13 @@ def export(
 def _write_artifact(graph: Graph, target: Target, backend, out: Path, reference_data: Any) -> Artifact:
     float_graph = graph.float_graph or graph
     data = reference_data if reference_data is not None else graph.calibration
-    data = CalibrationData.coerce(data, "reference data") if data is not None else None
+    if data is None and graph.lm is not None:
+        # An LM always gets its next-token reference (on-device agreement needs one): without text of the
+        # user's, the docstrings of a few standard-library modules (edgesdk/zoo/text.py), offline and fixed.
+        from .zoo.text import lm_texts
+
+        data = [lm_texts()[1]]
+    data = _data_for(float_graph, data, "reference data")
     feeds = list(data.feeds(float_graph))[-REFERENCE_SAMPLES:] if data is not None else []
     calibration = list(graph.calibration.feeds(float_graph)) if graph.calibration is not None else feeds
     with progress.step(f"exporting for {target.name} ({backend.runtime})"):
@@ -116,7 +133,15 @@ def _write_artifact(graph: Graph, target: Target, backend, out: Path, reference_
         "quantization": graph.report,
         "backend_info": exported.info,
     }
-    if feeds:
+    if graph.lm is not None:
+        from .llm.artifact import add_language_model
+
+        # Runners are made one after the other, each released before the next: an LM's weights are large. The
+        # float one maps its weights; the artifact runs as it will everywhere (ORT's prepacked int8 kernels
+        # compute differently from the unpacked ones).
+        add_language_model(manifest, graph.lm, out, feeds, lambda: _float_runner(float_path, low_memory=True),
+                           lambda: backend.host_runner(out / exported.model_file, exported.info))
+    elif feeds:
         expected = _run_all(_float_runner(float_path), feeds, "float reference")
         manifest["reference"] = write_reference(out, feeds, expected)
         manifest["device_files"].append(manifest["reference"]["file"])
@@ -125,11 +150,11 @@ def _write_artifact(graph: Graph, target: Target, backend, out: Path, reference_
     return finish_manifest(out, manifest)
 
 
-def _float_runner(path: Path, threads: int | None = None):
+def _float_runner(path: Path, threads: int | None = None, low_memory: bool = False):
     """The float reference: ONNX Runtime on the float ONNX graph, whatever the artifact's backend."""
     from .runtime import ort_session, run
 
-    session = ort_session(path, threads=threads)
+    session = ort_session(path, threads=threads, low_memory=low_memory)
     return lambda feed: run(session, feed)
 
 

@@ -10,7 +10,7 @@ import importlib
 import sys
 
 # Subcommand modules, in the order --help lists them.
-COMMANDS = ["convert", "verify", "inspect", "deploy", "profile", "devices", "runs"]
+COMMANDS = ["convert", "verify", "eval", "generate", "inspect", "deploy", "profile", "devices", "runs"]
 
 
 def _about_version() -> str:

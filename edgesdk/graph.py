@@ -58,6 +58,7 @@ class Graph:
     recipe: Any = None  # the Recipe that produced this graph, None for float
     report: dict[str, Any] = dataclasses.field(default_factory=dict)  # what the recipe did, for the manifest
     calibration: Any = None  # the CalibrationData a quantized graph was made with (reference inputs for export)
+    lm: Any = None  # a causal LM's llm.model.LanguageModel (config, tokenizer, cache names); None otherwise
 
     @property
     def inputs(self) -> list[TensorSpec]:
@@ -76,25 +77,43 @@ class Graph:
     def opset(self) -> int:
         return self.model.opset_imports.get("", 0)
 
+    def weight_bytes(self) -> int:
+        return sum(v.const_value.nbytes for v in self.model.graph.initializers.values() if v.const_value is not None)
+
+    @property
+    def needs_external_data(self) -> bool:
+        """True when the weights go in a file beside the model: protobuf cannot hold 2 GB, and well before that
+        ORT reading weights from a file beside the model saves a serialized copy of them."""
+        return self.weight_bytes() > EXTERNAL_DATA_ABOVE
+
     def to_bytes(self) -> bytes:
+        if self.needs_external_data:
+            raise ValueError("a graph this large is saved with external data, not serialized to bytes")
         return ir.serde.serialize_model(self.model).SerializeToString()
 
     def save(self, path: str | Path) -> Path:
+        """Write the model; weights of a large model go to ``<name>.data`` beside it (ONNX external data)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        ir.save(self.model, path)
+        if self.needs_external_data:
+            ir.save(self.model, path, external_data=f"{path.name}.data")
+        else:
+            ir.save(self.model, path)
         return path
 
     def clone(self) -> Graph:
-        """A deep copy of the IR, so passes can mutate it while the original stays the float reference."""
-        model = ir.serde.deserialize_model(ir.serde.serialize_model(self.model))
-        return dataclasses.replace(self, model=model, report=dict(self.report))
+        """A copy of the graph's structure, so passes can rewrite it while the original stays the float
+        reference. Weight tensors are shared, not copied: passes replace a weight, they never change one."""
+        return dataclasses.replace(self, model=self.model.clone(), report=dict(self.report))
 
     @property
     def is_quantized(self) -> bool:
         return any(
             n.op_type in QUANT_OPS for n in self.model.graph.all_nodes()
         )
+
+
+EXTERNAL_DATA_ABOVE = 1 << 28  # bytes of weights: past this, ORT maps them from a file instead of parsing a copy
 
 
 # Operators that carry quantized data (standard QDQ and the ORT contrib forms our exporters write).

@@ -18,6 +18,8 @@ def inspect(path: str | Path) -> dict[str, Any]:
         artifact = Artifact.load(path)
         m = artifact.manifest
         backend = backend_for_artifact(m)
+        if m.language_model:
+            report["language_model"] = m.language_model.model_dump()
         report["artifact"] = {"format": m.format, "backend": m.backend, "runtime": m.runtime, "target": m.target,
                               "model": m.model.model_dump(), "recipe": m.recipe.model_dump(), "accuracy": m.accuracy,
                               "backend_info": m.backend_info, "files": {k: v.bytes for k, v in m.files.items()}}
@@ -27,7 +29,8 @@ def inspect(path: str | Path) -> dict[str, Any]:
         backend = backend_for_file(path)
     report["backend"], report["format"] = backend.name, backend.format
     report |= backend.describe(path, info)
-    report["file_bytes"] = path.stat().st_size
+    weights = path.with_name(path.name + ".data")  # ONNX external data of a large model
+    report["file_bytes"] = path.stat().st_size + (weights.stat().st_size if weights.is_file() else 0)
     return report
 
 
@@ -43,6 +46,16 @@ def format_report(report: dict[str, Any]) -> str:
             lines.append(f"    {name}: {size / 1e6:.2f} MB")
         for name, m in ((a.get("accuracy") or {}).get("outputs") or {}).items():
             lines.append(f"    accuracy at export, {name}: cosine mean {m['cosine_mean']:.5f} min {m['cosine_min']:.5f}")
+        if report.get("language_model"):
+            c = report["language_model"]["config"]
+            lines.append(f"  language model: {c['architecture']}, {c['layers']} layers, hidden {c['hidden']}, "
+                         f"{c['heads']} heads / {c['kv_heads']} KV heads, vocabulary {c['vocab']}, "
+                         f"{report['language_model']['form']} KV cache")
+            n = (a.get("accuracy") or {}).get("next_token")
+            if n:
+                lines.append(f"    accuracy at export: next-token agreement {n['next_token_agreement']:.4f}, "
+                             f"KL {n['kl_divergence']:.4f}, perplexity {n['perplexity']:.2f} (float {n['float_perplexity']:.2f}) "
+                             f"on {n['tokens']} reference tokens")
     lines.append(f"  model file: {report['format']}, {report['file_bytes'] / 1e6:.2f} MB")
     lines += get_backend(report["backend"]).describe_lines(report)
     return "\n".join(lines)

@@ -81,6 +81,18 @@ class Reference(BaseModel):
     samples: list[ReferenceSample]
 
 
+class LanguageModelInfo(BaseModel):
+    """What a causal-LM artifact adds: the decoder's shape, its cache form, its tokenizer and a small
+    reference (token windows with the float model's top-k next-token log-probabilities)."""
+
+    model_config = _STRICT
+    config: dict[str, Any]  # llm.config.DecoderConfig
+    form: Literal["dynamic", "static"] = "dynamic"
+    context: int | None = None  # the static form's fixed cache length
+    tokenizer_dir: RelPath | None = None  # host side: prompts are tokenized before they reach a device
+    reference_file: RelPath | None = None
+
+
 class Manifest(BaseModel):
     model_config = _STRICT
 
@@ -104,6 +116,7 @@ class Manifest(BaseModel):
     accuracy: dict[str, Any] | None = None
     quantization: dict[str, Any] = {}
     backend_info: dict[str, Any] = {}  # what the backend needs to run its file again (e.g. TFLite signature names)
+    language_model: LanguageModelInfo | None = None
 
     @model_validator(mode="after")
     def _names_are_listed(self) -> Manifest:
@@ -112,6 +125,11 @@ class Manifest(BaseModel):
             named["float_model_file"] = [self.float_model_file]
         if self.reference:
             named["reference.file"] = [self.reference.file]
+        lm = self.language_model
+        if lm and lm.reference_file:
+            named["language_model.reference_file"] = [lm.reference_file]
+        if lm and lm.tokenizer_dir and not any(f.startswith(lm.tokenizer_dir + "/") for f in self.files):
+            raise ValueError(f"language_model.tokenizer_dir names '{lm.tokenizer_dir}', which holds no listed file")
         for key, names in named.items():
             for name in names:
                 if name not in self.files:

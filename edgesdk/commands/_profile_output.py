@@ -16,10 +16,13 @@ def print_profile(result) -> None:
     table.add_row("device", f"{facts.arch}, {facts.cpu or '?'} x{facts.cores or '?'}, {facts.os}, kernel {facts.kernel}")
     table.add_row("runtime", f"{result.runtime.get('name', '?')} {result.runtime.get('version', '?')}, python {facts.python}, "
                              f"threads {result.runtime.get('threads') or 'default'}")
-    table.add_row("latency (ms)", f"p50 {lat.p50:.2f}  p90 {lat.p90:.2f}  p99 {lat.p99:.2f}  "
+    if result.lm is not None:
+        _lm_rows(table, result)
+    label = "decode step (ms)" if result.lm is not None else "latency (ms)"
+    table.add_row(label, f"p50 {lat.p50:.2f}  p90 {lat.p90:.2f}  p99 {lat.p99:.2f}  "
                                   f"mean {lat.mean:.2f} ± {lat.std:.2f}  min {lat.min:.2f}  max {lat.max:.2f}  (n={lat.n})")
     table.add_row("peak RSS", f"{result.peak_rss_mb:.1f} MB")
-    for name, m in result.accuracy.items():
+    for name, m in (result.accuracy.items() if result.lm is None else ()):
         host = result.host_accuracy.get(name, {}).get("cosine_mean")
         host_text = f"  (host at export: {host:.6f})" if host is not None else ""
         table.add_row(f"accuracy {name}", f"cosine mean {m['cosine_mean']:.6f} min {m['cosine_min']:.6f}, "
@@ -33,6 +36,23 @@ def print_profile(result) -> None:
                                             if k in phases))
     table.add_row("run record", str(result.run_dir))
     console.print(table)
+
+
+def _lm_rows(table, result) -> None:
+    lm, acc = result.lm, result.accuracy
+    ttft = lm["time_to_first_token_ms"]
+    table.add_row("time to first token", f"{ttft:.1f} ms for {lm['prompt_tokens']} prompt tokens "
+                                         f"({lm['prefill_tokens_per_s']:.1f} tokens/s prefill)")
+    table.add_row("decode", f"{lm['decode_tokens_per_s']:.2f} tokens/s (p50 {lm['decode_ms_p50']:.2f} ms/token, "
+                            f"{lm['decode_steps']} steps)")
+    if "energy_per_token_mj" in lm:
+        table.add_row("energy per token", f"{lm['energy_per_token_mj']:.3g} mJ")
+    if acc.get("next_token"):
+        n = acc["next_token"]
+        host = result.host_accuracy.get("next_token_agreement")
+        host_text = f"; host vs float at export {host:.4f}" if host is not None else ""
+        table.add_row("next-token agreement", f"device vs host {n['agreement_with_host']:.4f}, device vs float "
+                                              f"{n['agreement_with_float']:.4f} ({n['positions']} positions{host_text})")
 
 
 def _power_text(power: dict) -> str:

@@ -14,11 +14,15 @@ def add_parser(sub) -> argparse.ArgumentParser:
         description="Import MODEL (.onnx, or a .py file defining build_model()), quantize it with a recipe, "
         "export it for a target and check it against the float model on reference inputs.",
     )
-    p.add_argument("model", help="an .onnx file, or a .py file whose build_model() returns (nn.Module, example_inputs)")
+    p.add_argument("model", help="an .onnx file, a .py file whose build_model() returns (nn.Module, example_inputs), "
+                   "or a causal LM (.gguf file or transformers model directory)")
     p.add_argument("--target", default="host", help="a target in targets/ (default: host)")
     p.add_argument("--recipe", default=None, help="fp32 | int8 | int8-dynamic | int4 (default: the target's); "
                    "the target's backend must be able to express it")
-    p.add_argument("--calib", metavar="NPZ", help="calibration data: one array per model input, first axis = samples")
+    p.add_argument("--calib", metavar="NPZ", help="calibration data: one array per model input, first axis = samples "
+                   "(a causal LM: a text file, or an .npz of input_ids)")
+    p.add_argument("--context", type=int, default=None, metavar="N", help="causal LMs: the static form, a KV cache of "
+                   "N slots written in place (default: the dynamic form, a cache that grows)")
     p.add_argument("--reference", metavar="NPZ", help="inputs to store as the artifact's reference (default: --calib)")
     p.add_argument("--option", "-O", action="append", default=[], metavar="KEY=VALUE",
                    help="a recipe option, e.g. -O block_size=64 -O smooth_alpha=0.7 (repeatable)")
@@ -35,7 +39,7 @@ def run(args) -> int:
     target = load_target(args.target)
     recipe = args.recipe or target.default_recipe
     get_backend(target.backend).check_recipe(recipe)  # before a conversion that may take minutes
-    graph = api.load(args.model)
+    graph = api.load(args.model, **({"context": args.context} if args.context else {}))
     quantized = api.quantize(graph, recipe, calibration=args.calib, **parse_options(args.option))
     artifact = api.export(quantized, target, args.out, reference_data=args.reference)
     summary = {

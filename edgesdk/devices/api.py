@@ -26,6 +26,7 @@ from ..metrics import compare
 from ..runs import Run, RunStore
 from ..targets import Target, load_target
 from . import facts as device_facts
+from . import lm as device_lm
 from . import runner as device_runner
 from .inventory import Device, Inventory, load_inventory
 from .transport import Transport, open_transport
@@ -54,11 +55,12 @@ class ProfileResult:
     phases_s: dict[str, float]  # connect, facts, upload, run, collect (+ the runner's own breakdown)
     clock: dict[str, float] = dataclasses.field(default_factory=dict)  # device time.time(): started, timed_start/end
     power: dict[str, Any] | None = None  # with power=True: edgesdk.power's result JSON, or {"sensor", "error"}
+    lm: dict[str, Any] | None = None  # an LM: time to first token, prefill/decode tokens/s, generated tokens
 
     @property
     def cosine(self) -> float | None:
         """The worst mean cosine over outputs (None without reference data)."""
-        values = [m["cosine_mean"] for m in self.accuracy.values()]
+        values = [m["cosine_mean"] for m in self.accuracy.values() if isinstance(m, dict) and "cosine_mean" in m]
         return min(values) if values else None
 
     def to_json(self) -> dict[str, Any]:
@@ -80,6 +82,7 @@ class ProfileResult:
             "phases_s": self.phases_s,
             "clock": self.clock,
             **({"power": self.power} if self.power is not None else {}),
+            **({"lm": self.lm} if self.lm is not None else {}),
         }
 
 
@@ -141,10 +144,16 @@ def profile(
     timeout_s: float | None = None,
     session: DeviceSession | None = None,
     power: bool = False,
+    prompt: str | None = None,
+    threads: int | None = None,
 ) -> ProfileResult:
     """Run an artifact on a device: latency of ``runs`` timed iterations (after ``warmup``), peak RSS,
     and on-device accuracy on the artifact's reference inputs. ``budget_s`` stops the timed runs early.
-    ``power``: sample the device's power sensor (its `power:` in devices.yaml) during the runs."""
+    ``power``: sample the device's power sensor (its `power:` in devices.yaml) during the runs.
+
+    An LM artifact: the prompt (``prompt``, else the start of its reference text) is prefilled, then
+    ``runs`` tokens are decoded one call each with the KV cache; a decode step is the timed iteration, so
+    energy per inference is energy per token. ``threads`` overrides the target's runtime threads."""
     if runs < 1 or warmup < 0:
         raise UsageError(f"--runs must be >= 1 and --warmup >= 0 (got {runs} and {warmup})")
     art = artifact if isinstance(artifact, Artifact) else Artifact.load(artifact)
@@ -164,7 +173,8 @@ def profile(
             session = DeviceSession.open(dev)
         run.write_json("device.json", {"device": _device_record(dev), "facts": session.facts.to_json()})
         session.require(backend)
-        return _profile_on(session, art, backend, run, runs, warmup, budget_s, timeout_s, model, recipe, power)
+        return _profile_on(session, art, backend, run, runs, warmup, budget_s, timeout_s, model, recipe, power,
+                           prompt, threads)
     except BaseException as exc:
         run.fail(exc if isinstance(exc, EdgeSDKError) else f"{type(exc).__name__}: {exc}")
         raise
@@ -198,7 +208,7 @@ def plan_files(art: Artifact, runner: DeviceRunner, run_dir: Path) -> tuple[list
 
 def _profile_on(session: DeviceSession, art: Artifact, backend, run: Run, runs: int, warmup: int,
                 budget_s: float | None, timeout_s: float | None, model: str, recipe: str,
-                power: bool = False) -> ProfileResult:
+                power: bool = False, prompt: str | None = None, threads: int | None = None) -> ProfileResult:
     dev, transport = session.device, session.transport
     phases = {"connect": session.phases.get("connect", 0.0), "facts": session.phases.get("facts", 0.0)}
     python = dev.interpreter
@@ -214,7 +224,10 @@ def _profile_on(session: DeviceSession, art: Artifact, backend, run: Run, runs: 
     remote_outputs = posixpath.join(workdir, "outputs", f"{run.id}.npz")
     argv = device_runner.runner_argv(runner.argv, python, posixpath.join(workdir, runner_dir),
                                      posixpath.join(workdir, artifact_dir), remote_outputs, runs, warmup,
-                                     session.target.threads, budget_s)
+                                     threads or session.target.threads, budget_s)
+    is_lm = art.manifest.language_model is not None
+    if is_lm:
+        argv += device_lm.runner_flags(device_lm.prompt_ids(art, prompt))
     timeout = timeout_s or (budget_s + DEFAULT_TIMEOUT_S if budget_s else DEFAULT_TIMEOUT_S)
     sampling = _start_power(session, run, workdir, timeout) if power else None
     try:
@@ -237,8 +250,13 @@ def _profile_on(session: DeviceSession, art: Artifact, backend, run: Run, runs: 
 
     start = time.perf_counter()
     _, expected = art.reference()
-    accuracy: dict[str, dict[str, float]] = {}
-    if expected:
+    accuracy: dict[str, Any] = {}
+    lm_figures = None
+    if is_lm:
+        local_outputs = run.dir / "outputs.npz"
+        transport.get(remote_outputs, local_outputs)
+        accuracy, lm_figures = device_lm.results(art, document, local_outputs)
+    elif expected:
         local_outputs = run.dir / "outputs.npz"
         transport.get(remote_outputs, local_outputs)
         actual = device_runner.read_outputs(local_outputs, document["outputs"], len(expected))
@@ -251,10 +269,12 @@ def _profile_on(session: DeviceSession, art: Artifact, backend, run: Run, runs: 
         run_id=run.id, run_dir=run.dir, device=dev.name, target=dev.target, artifact=str(art.path), model=model,
         recipe=recipe, latency=device_runner.LatencyStats.of(document["latencies_ms"]),
         latencies_ms=document["latencies_ms"], peak_rss_mb=float(document["peak_rss_mb"]), accuracy=accuracy,
-        host_accuracy=(art.manifest.accuracy or {}).get("outputs", {}), facts=session.facts,
+        host_accuracy=(art.manifest.accuracy or {}).get("next_token" if is_lm else "outputs", {}), facts=session.facts,
         runtime=document.get("runtime", {}), upload=pushed, phases_s=phases, clock=document.get("clock") or {},
-        power=power_result,
+        power=power_result, lm=lm_figures,
     )
+    if lm_figures is not None and power_result and "energy_per_inference_mj" in power_result:
+        lm_figures["energy_per_token_mj"] = power_result["energy_per_inference_mj"]
     run.finish(result.to_json())
     return result
 

@@ -5,20 +5,30 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..errors import ModelError
+from ..errors import ModelError, UsageError
 from ..graph import Graph
 
 
 def load(model: Any, example_inputs: Any = None, *, opset: int = 18, **export_options: Any) -> Graph:
-    """Load an ONNX file, a Python file that builds a PyTorch model, or an ``nn.Module`` into a Graph.
+    """Load an ONNX file, a Python file that builds a PyTorch model, an ``nn.Module``, or a causal LM (a
+    transformers ``…ForCausalLM`` module with ``tokenizer=``, a model directory, a ``.gguf`` file) into a Graph.
 
     A ``.py`` file must define ``build_model()`` returning ``(module, example_inputs)`` or
     ``(module, example_inputs, options)`` where options are passed to the torch importer.
     """
     if isinstance(model, Graph):
         return model
+    context = export_options.pop("context", None)  # causal LMs only: the static KV-cache form
     if isinstance(model, (str, Path)):
         path = Path(model).expanduser()
+        from ..llm.source import is_causal_lm_path
+
+        if is_causal_lm_path(path):
+            from .causal_lm import from_causal_lm
+
+            return from_causal_lm(path, context=context)
+        if context is not None:
+            raise UsageError("--context (the static KV-cache form) applies to causal LMs only")
         if path.suffix == ".py":
             from .python_file import load_python_file
 
@@ -26,6 +36,14 @@ def load(model: Any, example_inputs: Any = None, *, opset: int = 18, **export_op
         from .onnx_file import load_onnx
 
         return load_onnx(path)
+    from ..llm.source import is_causal_lm_module
+
+    if is_causal_lm_module(model):
+        from .causal_lm import from_causal_lm
+
+        return from_causal_lm(model, export_options.get("tokenizer"), context)
+    if context is not None:
+        raise UsageError("--context (the static KV-cache form) applies to causal LMs only")
     if type(model).__module__.startswith("torch") or hasattr(model, "state_dict"):
         from .torch_module import from_torch
 

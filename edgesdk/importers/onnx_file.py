@@ -24,28 +24,46 @@ def load_onnx(path: Path) -> Graph:
         if not inner.exists():
             raise ModelError(f"{path}: a directory without model.onnx")
         path = inner
-    raw = path.read_bytes()
-    if not raw:
+    if path.stat().st_size == 0:
         raise ModelError(f"{path}: the file is empty")
     try:
-        proto = onnx.load_from_string(raw)
+        # The graph without its external weights: a model over 2 GB keeps them in files beside it.
+        proto = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # protobuf's DecodeError and friends
         raise ModelError(f"{path}: not a valid ONNX model (truncated or not ONNX): {exc}") from None
     if not proto.graph.node:
         raise ModelError(f"{path}: not a valid ONNX model (it has no graph nodes; truncated or not ONNX)")
-    if proto.graph.initializer and any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer):
-        try:
-            onnx.load_external_data_for_model(proto, str(path.parent))
-        except Exception as exc:
-            raise ModelError(f"{path}: its external weight files cannot be read: {exc}") from None
+    external = any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer)
     check_operators(proto, path)
     try:
-        onnx.checker.check_model(proto)
+        # Given a path, the checker reads external weights itself and handles models over 2 GB.
+        onnx.checker.check_model(str(path) if external else proto)
     except onnx.checker.ValidationError as exc:
         first = str(exc).strip().splitlines()[0]
         raise ModelError(f"{path}: the ONNX checker rejects the model: {first}") from None
-    model = ir.serde.deserialize_model(proto)
+    if external:
+        check_external_data(proto, path)
+        model = ir.load(path)  # weights stay in their files (memory-mapped) until something reads them
+    else:
+        model = ir.serde.deserialize_model(proto)
     return Graph(model=model, name=path.stem if path.stem != "model" else path.parent.name, source=str(path))
+
+
+def check_external_data(proto: onnx.ModelProto, path: Path) -> None:
+    """Every external weight lies in a file beside the model that is long enough to hold it."""
+    for tensor in proto.graph.initializer:
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        entry = {e.key: e.value for e in tensor.external_data}
+        location = Path(entry.get("location", ""))
+        if location.is_absolute() or ".." in location.parts:
+            raise ModelError(f"{path}: weight '{tensor.name}' points outside the model's folder ({location})")
+        file = path.parent / location
+        end = int(entry.get("offset", 0)) + int(entry.get("length", 0))
+        if not file.is_file():
+            raise ModelError(f"{path}: weight '{tensor.name}' is in {location}, which is missing")
+        if file.stat().st_size < end:
+            raise ModelError(f"{path}: {location} is truncated (weight '{tensor.name}' ends at byte {end})")
 
 
 def check_operators(proto: onnx.ModelProto, path: Path) -> None:

@@ -27,6 +27,7 @@ class Recipe:
     name: ClassVar[str]
     needs_calibration: ClassVar[bool] = False
     summary: ClassVar[str] = ""
+    takes: ClassVar[str] = "any model"  # or the one kind of model the recipe applies to
 
     def options(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -222,6 +223,38 @@ class Int4(Recipe):
             f"int{self.embedding_bits}_embeddings": len(emb.quantized),
             "float_ops": _float_ops(q),
         }
+        return q
+
+
+@register
+@dataclass(frozen=True, config=_STRICT)
+class Gguf(Recipe):
+    """Keep a GGUF file's own quantization (Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/Q4_K/Q5_K/Q6_K blocks as block-wise
+    int4/int8 DequantizeLinear with the file's scales and offsets): exactly the values llama.cpp dequantizes
+    to, no re-quantization loss. Formats with no exact integer form here stay float32 (the report lists them)."""
+
+    name: ClassVar[str] = "gguf"
+    summary: ClassVar[str] = "a .gguf model's own quantization, kept exactly"
+    takes: ClassVar[str] = "a causal LM loaded from a .gguf file"
+
+    # Backends compute with float activations against the kept weights, so the artifact matches the float
+    # model to rounding; false lets them quantize activations too (ORT: int8 MatMulNBits, faster, not exact).
+    float_activations: bool = True
+
+    def apply(self, graph: Graph, calibration: CalibrationData | None) -> Graph:
+        from pathlib import Path
+
+        from .passes.gguf_weights import GgufWeightsPass
+
+        source = Path(graph.source or "")
+        if graph.lm is None or source.suffix != ".gguf" or not source.is_file():
+            raise UsageError(f"recipe 'gguf' keeps a GGUF file's own quantization: load a .gguf model "
+                             f"(this one came from {graph.source or graph.name})")
+        q = _ensure_opset(self.prepare(graph), 21)  # int4 and block-wise DequantizeLinear arrived in opset 21
+        with progress.step(f"keeping the blocks of {source.name}"):
+            keep = GgufWeightsPass(source, graph.lm.config)
+            keep(q.model)
+        q.report = keep.report() | {"float_ops": _float_ops(q)}
         return q
 
 

@@ -62,7 +62,8 @@ def collect(graph: Graph, names: list[str], data: CalibrationData, limit: int | 
     # Expose the tensors only while the session is built (it reads a serialized copy), not a deep clone.
     outputs.extend(added)
     try:
-        session = ort_session(graph, optimization="basic")
+        # No prepacked weight copies: a language model's weights would otherwise sit in memory twice.
+        session = ort_session(graph, optimization="basic", low_memory=True)
     finally:
         del outputs[len(outputs) - len(added):]
     stats = {name: TensorStats() for name in names}

@@ -58,3 +58,18 @@ def _docstrings(name: str) -> list[str]:
     )
     docs = [ast.get_docstring(tree)] + [ast.get_docstring(node) for node in definitions]
     return [doc for doc in docs if doc]
+
+
+# Language-model text: calibration and evaluation read the docstrings of disjoint modules.
+LM_CALIBRATION_MODULES = ["argparse", "textwrap", "collections", "email.message", "configparser", "logging"]
+LM_EVALUATION_MODULES = ["json", "pathlib", "csv", "subprocess"]
+
+
+def module_text(names: list[str]) -> str:
+    """The docstrings of ``names`` (module, then public definitions by name), paragraphs kept, as one text."""
+    return "\n\n".join(doc for name in names for doc in _docstrings(name))
+
+
+def lm_texts() -> tuple[str, str]:
+    """(calibration text, evaluation text) for causal LMs."""
+    return module_text(LM_CALIBRATION_MODULES), module_text(LM_EVALUATION_MODULES)

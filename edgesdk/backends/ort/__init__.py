@@ -41,17 +41,20 @@ class OrtBackend(Backend):
 
         lowered = graph.clone()
         counts: dict[str, int] = {}
+        # A recipe that keeps exact weights (gguf) asks for float activations against them.
+        level = 0 if getattr(graph.recipe, "float_activations", False) else options.nbits_accuracy_level
         if options.contrib_ops:
             with progress.step("lowering to ONNX Runtime kernels"):
-                counts = lower_for_ort(lowered.model.graph, options.skip_layernorm_fusion, options.nbits_accuracy_level)
+                counts = lower_for_ort(lowered.model.graph, options.skip_layernorm_fusion, level)
             if counts:
                 lowered.model.opset_imports.setdefault(MS, 1)
         return lowered, counts
 
     def export(self, graph, target, out_dir: Path, feeds) -> Exported:
         lowered, counts = self.lower(graph, target.backend_options)
-        lowered.save(out_dir / "model.onnx")
-        return Exported("model.onnx", info={"ort_kernels": counts})
+        path = lowered.save(out_dir / "model.onnx")
+        weights = [f.name for f in out_dir.glob(f"{path.name}.data")]  # written beside it for large models
+        return Exported("model.onnx", device_files=weights, info={"ort_kernels": counts})
 
     def host_runner(self, model_path: Path, info: dict[str, Any], threads: int | None = None):
         from ...runtime import ort_session, run

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import re
 from typing import Any
 
 import onnx_ir as ir
@@ -67,11 +68,23 @@ def quantized_tensors(graph: ir.Graph) -> dict[str, list[dict[str, Any]]]:
     return {"weights": weights, "activations": activations, "kernels": kernels}
 
 
+def _tensor_lines(kind: str, specs: list[dict[str, Any]]) -> list[str]:
+    """One line per tensor; tensors that differ only by a layer number (an LM's KV cache) share one line."""
+    groups: dict[tuple, list[str]] = {}
+    for s in specs:
+        key = (re.sub(r"\.\d+\.", ".N.", s["name"]), s["dtype"], str(s["shape"]))
+        groups.setdefault(key, []).append(s["name"])
+    lines = []
+    for (pattern, dtype, shape), names in groups.items():
+        label = names[0] if len(names) == 1 else f"{pattern} ({len(names)} tensors, N = layer)"
+        lines.append(f"  {kind:6s} {label}: {dtype}{shape}")
+    return lines
+
+
 def report_lines(report: dict[str, Any]) -> list[str]:
     lines = [f"  opsets: {report['opsets']}; {report['nodes']} nodes"]
     for kind in ("inputs", "outputs"):
-        for s in report[kind]:
-            lines.append(f"  {kind[:-1]:6s} {s['name']}: {s['dtype']}{s['shape']}")
+        lines += _tensor_lines(kind[:-1], report[kind])
     lines.append("  operators: " + ", ".join(f"{op}×{n}" for op, n in report["ops"].items()))
     lines.append("  weights by dtype: " + ", ".join(f"{t} {b / 1e6:.2f} MB" for t, b in report["weight_bytes_by_dtype"].items()))
     q = report["quantized"]

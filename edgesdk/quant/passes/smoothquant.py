@@ -52,6 +52,10 @@ class SmoothQuantPass(ir.passes.InPlacePass):
             foldable = producer is not None and readers_are_group
             if not foldable and not self.insert_mul:
                 continue
+            # A weight another node also reads (a tied embedding/output table) would be stored twice once
+            # scaled for this layer alone: leave that group unsmoothed.
+            if any(len(l.weight.uses()) > 1 for l in group):
+                continue
             act_max = stats.channel_absmax.astype(np.float64)
             weight_max = np.max([np.abs(l.weight_array()).max(axis=1 - l.input_axis) for l in group], axis=0)
             if act_max.shape != weight_max.shape:

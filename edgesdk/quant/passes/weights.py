@@ -7,7 +7,7 @@ import onnx_ir as ir
 
 from ..edit import GraphEditor
 from ..numerics import blockwise, symmetric_int8
-from ..patterns import Linear, linears
+from ..patterns import linears
 
 
 class Int8WeightsPass(ir.passes.InPlacePass):
@@ -26,6 +26,8 @@ class Int8WeightsPass(ir.passes.InPlacePass):
             q, scale = symmetric_int8(linear.weight_array(), axis=linear.weight_axis)
             dq = dequantize_node(editor, linear.weight.name, q, scale, np.zeros_like(scale, dtype=np.int8), linear.weight_axis)
             linear.node.replace_input_with(1, dq.outputs[0])
+            if linear.weight_axis == 0:  # per row of a [vocab, hidden] table: what an embedding Gather reads too
+                share_with_gathers(linear.weight, dq.outputs[0])
             self.quantized.append(linear.node.name)
         editor.finish()
         return ir.passes.PassResult(model, bool(self.quantized))
@@ -56,9 +58,20 @@ class Int4WeightsPass(ir.passes.InPlacePass):
                 editor, linear.weight.name, q, scale, zp, axis=linear.input_axis, block_size=self.block_size, bits=4
             )
             linear.node.replace_input_with(1, dq.outputs[0])
+            if linear.input_axis == 1:  # blocks along the hidden axis of a [vocab, hidden] table, as embeddings
+                share_with_gathers(linear.weight, dq.outputs[0])
             self.quantized.append(linear.node.name)
         editor.finish()
         return ir.passes.PassResult(model, bool(self.quantized))
+
+
+def share_with_gathers(weight: ir.Value, dequantized: ir.Value) -> None:
+    """A tied output layer: the embedding Gathers that read the same table read its quantized form too,
+    so the table is stored once (the embedding pass then finds nothing float left to quantize)."""
+    for use in list(weight.uses()):
+        node = use.node
+        if node.op_type == "Gather" and use.idx == 0 and node.attributes.get_int("axis", 0) == 0:
+            node.replace_input_with(0, dequantized)
 
 
 def dequantize_node(

