@@ -227,7 +227,9 @@ def _profile_on(session: DeviceSession, art: Artifact, backend, run: Run, runs: 
                                      threads or session.target.threads, budget_s)
     is_lm = art.manifest.language_model is not None
     if is_lm:
-        argv += device_lm.runner_flags(device_lm.prompt_ids(art, prompt))
+        ids = device_lm.prompt_ids(art, prompt)
+        device_lm.check_length(art, ids, runs)
+        argv += device_lm.runner_flags(ids)
     timeout = timeout_s or (budget_s + DEFAULT_TIMEOUT_S if budget_s else DEFAULT_TIMEOUT_S)
     sampling = _start_power(session, run, workdir, timeout) if power else None
     try:

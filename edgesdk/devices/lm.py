@@ -30,6 +30,15 @@ def prompt_ids(art: Artifact, prompt: str | None) -> list[int]:
     return [int(info.config.get("bos_token_id") or 0)]
 
 
+def check_length(art: Artifact, ids: list[int], steps: int) -> None:
+    """Refuse on the host what a static cache cannot hold (the device would fail mid-run)."""
+    from ..llm.generate import check_length as check
+    from ..llm.model import LanguageModel
+
+    info = art.manifest.language_model
+    check(LanguageModel.from_manifest(info.model_copy(update={"tokenizer_dir": None}), art.path), len(ids), steps + 1)
+
+
 def runner_flags(ids: list[int]) -> list[str]:
     return ["--prompt-ids", ",".join(str(int(t)) for t in ids)]
 

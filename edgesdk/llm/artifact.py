@@ -13,10 +13,11 @@ from .metrics import NextTokenStats
 from .model import LanguageModel
 
 
-def reference_windows(feeds: list[dict]) -> list:
-    """The last windows of the reference feeds, longest first, cut to the reference length."""
+def reference_windows(feeds: list[dict], limit: int) -> list:
+    """The last windows of the reference feeds, longest first, cut to the reference length (and to what a
+    static cache holds)."""
     windows = sorted((f["input_ids"][0] for f in feeds), key=len, reverse=True)
-    return [w[: reference.WINDOW_TOKENS] for w in windows[: reference.WINDOWS]]
+    return [w[: min(reference.WINDOW_TOKENS, limit)] for w in windows[: reference.WINDOWS]]
 
 
 def add_language_model(manifest: dict[str, Any], lm: LanguageModel, out: Path, feeds: list[dict],
@@ -24,7 +25,7 @@ def add_language_model(manifest: dict[str, Any], lm: LanguageModel, out: Path, f
     tokenizer = lm.save_tokenizer(out)
     info: dict[str, Any] = {"config": lm.config.to_json(), "form": lm.form, "context": lm.context,
                             "tokenizer_dir": tokenizer.name if tokenizer else None}
-    windows = reference_windows(feeds)
+    windows = reference_windows(feeds, lm.max_tokens)
     if windows:
         # One model in memory at a time: the float logits first, then the artifact's.
         float_run = make_float_run()

@@ -213,3 +213,18 @@ def test_token_ids_of_the_wrong_shape(gemma_graph, tmp_path):
     np.savez(tmp_path / "ids.npz", input_ids=np.zeros((4, 2, 3), np.int64))
     with pytest.raises(edgesdk.EdgeSDKError, match="must be integer \\[samples, tokens\\]"):
         edgesdk.quantize(gemma_graph, "int8", calibration=tmp_path / "ids.npz")
+
+
+def test_the_static_form_profiles_on_a_device(gemma_hf, tmp_path):
+    """The runner feeds `position` and fixed-size caches; the device's next tokens equal this host's."""
+    model, tokenizer = gemma_hf
+    static = edgesdk.load(model, tokenizer=tokenizer, context=80)
+    artifact = edgesdk.export(edgesdk.quantize(static, "int8-dynamic"), "host", tmp_path / "static")
+    assert artifact.manifest.language_model.context == 80
+    devices = write_devices(tmp_path / "devices.yaml", {"here": {"transport": "local", "target": "host",
+                                                                 "workdir": str(tmp_path / "wd")}})
+    result = edgesdk.profile(artifact, device="here", runs=6, warmup=1, devices=devices, runs_dir=tmp_path / "runs")
+    assert result.lm["decode_steps"] == 6 and result.lm["prompt_tokens"] == 32
+    assert result.accuracy["next_token"]["agreement_with_host"] == 1.0
+    with pytest.raises(edgesdk.EdgeSDKError, match="exceeds the model's static context of 80 tokens"):
+        edgesdk.profile(artifact, device="here", runs=60, devices=devices, runs_dir=tmp_path / "runs")

@@ -2,9 +2,10 @@
 
 A weight read as DequantizeLinear(const int4/uint4/int8/uint8, scale, [zero point], block_size) — and, for
 GGUF formats with a per-block minimum, a Sub of that offset between two Reshapes — becomes:
-- MatMul (weight [K, N], blocks along K) or Gemm with transB (table [N, K]): MatMulNBits, 4 or 8 bits. An
-  offset becomes a float zero point (offset / scale): ORT takes those for 4 bits only, so an 8-bit weight
-  with offsets stays as it is (and the report counts it).
+- MatMul (weight [K, N], blocks along K) or Gemm with transB (table [N, K]): MatMulNBits, 4 or 8 bits. A
+  per-block offset is taken out of the product: x·(s⊙q − o) = MatMulNBits(x; q, s) − blocksum(x)·o, a
+  [K/block, N] float matmul on the per-block sums of x. (ORT's float zero points would express it directly,
+  but its kernel with them is ~100x slower: 640x2048 at one token, 2.06 ms against 0.02 ms.)
 - Gather of a table [V, H] (blocks along H): GatherBlockQuantized. An 8-bit table is stored as uint8
   [V, H/block, block], the layout MatMulNBits reads too, so a tied output layer shares the very same bytes.
 """
@@ -105,15 +106,10 @@ class _Lowered:
         return self._data[key]
 
 
-def _matmul_nbits_inputs(lowered: _Lowered, w: BlockWeight, hint: str) -> list[ir.Value] | None:
+def _matmul_nbits_inputs(lowered: _Lowered, w: BlockWeight, hint: str) -> list[ir.Value]:
     editor = lowered.editor
     _, zp = w.uint()
-    if w.offset is not None:
-        if w.bits != 4 or np.any((w.scale == 0) & (w.offset != 0)):
-            return None  # ORT's float zero points are 4-bit only; a zero scale cannot carry an offset
-        safe = np.where(w.scale == 0, 1.0, w.scale)
-        zero_point = editor.constant(f"{hint}_nbits_zp", (zp.astype(np.float32) + w.offset / safe).reshape(-1))
-    elif w.bits == 4:
+    if w.bits == 4:
         zero_point = editor.constant(f"{hint}_nbits_zp", _pack_nibbles(zp).reshape(-1))
     else:
         zero_point = editor.constant(f"{hint}_nbits_zp", zp.reshape(-1))
@@ -133,7 +129,7 @@ def lower_block_weights(graph: ir.Graph, accuracy_level: int = 4) -> dict[str, i
     ``accuracy_level`` applies to 4-bit weights (0: float activations, 4: int8)."""
     editor = GraphEditor(graph)
     lowered = _Lowered(editor)
-    counts = {"MatMulNBits": 0, "GatherBlockQuantized": 0, "left as DequantizeLinear": 0}
+    counts = {"MatMulNBits": 0, "GatherBlockQuantized": 0, "offset corrections": 0}
     for node in list(graph):
         if node.domain not in ("", "ai.onnx") or len(node.inputs) < 2:
             continue
@@ -153,20 +149,37 @@ def lower_block_weights(graph: ir.Graph, accuracy_level: int = 4) -> dict[str, i
         if w is None:
             continue
         inputs = _matmul_nbits_inputs(lowered, w, node.inputs[1].name or node.name)
-        if inputs is None:
-            counts["left as DequantizeLinear"] += 1
-            continue
         n, k = w.q.shape
         bias, replaced = _bias_after(node) if node.op_type == "MatMul" else (None, node.outputs[0])
         level = accuracy_level if w.bits == 4 else EIGHT_BIT_ACCURACY_LEVEL
         attributes = {"K": k, "N": n, "bits": w.bits, "block_size": w.block, "accuracy_level": level}
         fused = editor.add("MatMulNBits", [node.inputs[0], *inputs, *([None, bias] if bias is not None else [])],
                            attributes, hint=f"{node.name}_int{w.bits}", domain=MS)
-        _replace(editor, replaced, fused.outputs[0])
+        result = fused.outputs[0]
+        if w.offset is not None:
+            result = _minus_offsets(editor, node, w, result)
+            counts["offset corrections"] += 1
+        _replace(editor, replaced, result)
         counts["MatMulNBits"] += 1
     _drop_dead(graph)
     editor.finish()
     return counts
+
+
+def _minus_offsets(editor: GraphEditor, node: ir.Node, w: BlockWeight, product: ir.Value) -> ir.Value:
+    """``product`` − blocksum(x) · offsetᵀ: the per-block offsets of ``w`` taken out of x·W."""
+    n, k = w.q.shape
+    hint = node.inputs[1].name or node.name
+    x = node.inputs[0]
+    blocks = editor.add("Reshape", [x, editor.constant(f"{hint}_x_blocks", np.array([-1, k // w.block, w.block], np.int64))],
+                        hint=f"{node.name}_x_blocks")
+    sums = editor.add("ReduceSum", [blocks.outputs[0], editor.constant(f"{hint}_last", np.array([-1], np.int64))],
+                      {"keepdims": 0}, hint=f"{node.name}_block_sums")
+    offsets = editor.constant(f"{hint}_offsets", np.ascontiguousarray(w.offset.T))  # [K/block, N]
+    correction = editor.add("MatMul", [sums.outputs[0], offsets], hint=f"{node.name}_offsets")
+    shaped = editor.add("Reshape", [correction.outputs[0], editor.add("Shape", [product], hint=f"{node.name}_shape").outputs[0]],
+                        hint=f"{node.name}_offsets_shaped")
+    return editor.add("Sub", [product, shaped.outputs[0]], hint=f"{node.name}_minus_offsets").outputs[0]
 
 
 def _gather_rows(editor: GraphEditor, lowered: _Lowered, node: ir.Node, w: BlockWeight) -> ir.Value:

@@ -262,7 +262,7 @@ def lower_for_ort(graph: ir.Graph, skip_layernorm_fusion: bool = False, nbits_ac
     counts = {
         "GatherBlockQuantized/row-gather": lower_embedding_gathers(graph) + blocks["GatherBlockQuantized"],
         "MatMulNBits": blocks["MatMulNBits"],
-        "block weights left as DequantizeLinear": blocks["left as DequantizeLinear"],
+        "block offsets taken out of MatMulNBits": blocks["offset corrections"],
         "MatMulIntegerToFloat": fuse_matmul_integer_to_float(graph),
         "DynamicQuantizeMatMul": fuse_dynamic_quantize_matmul(graph),
         "Gelu": fuse_erf_gelu(graph),
