@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -238,6 +239,7 @@ def main() -> int:
     parser.add_argument("--window", type=int, default=256, help="tokens per window (default 256)")
     parser.add_argument("--prompt-tokens", type=int, default=64)
     parser.add_argument("--decode", type=int, default=48, help="timed decode steps (default 48)")
+    parser.add_argument("--keep", action="store_true", help="keep the work dir (both models' artifacts: ~26 GB)")
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -248,8 +250,14 @@ def main() -> int:
         return 0
     work = Path(tempfile.mkdtemp(prefix="edgesdk-bench-llm-"))
     print(f"work dir {work}", file=sys.stderr)
-    for name in args.models.split(","):
-        bench_model(name.strip(), args, work)
+    try:
+        for name in args.models.split(","):
+            bench_model(name.strip(), args, work)
+            if not args.keep:  # each artifact holds its float model: Qwen's five hold 12.5 GB of them
+                shutil.rmtree(work / name.strip(), ignore_errors=True)
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
