@@ -11,7 +11,6 @@ import numpy as np
 from ..errors import CalibrationError
 from .model import LanguageModel
 
-TEXT_SUFFIXES = (".txt", ".text", ".md", ".py", ".rst")
 MIN_EVAL_TOKENS = 16
 
 
@@ -23,10 +22,6 @@ def read_text(source: str | Path) -> str:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise CalibrationError(f"{path}: not UTF-8 text") from None
-
-
-def is_text_source(source: Any) -> bool:
-    return isinstance(source, (str, Path)) and Path(source).suffix.lower() in TEXT_SUFFIXES
 
 
 def token_windows(lm: LanguageModel, ids: np.ndarray, window: int, count: int | None = None) -> list[np.ndarray]:
@@ -59,8 +54,8 @@ def windows_from(lm: LanguageModel, source: Any, window: int, count: int | None,
         return [row.astype(np.int64) for row in ids[:count]]
     if lm.tokenizer is None:
         raise CalibrationError(f"{origin}: text needs the model's tokenizer, and this model has none")
-    text = read_text(source) if is_text_source(source) or isinstance(source, Path) else str(source)
-    return token_windows(lm, lm.encode(text, bos=False), window, count)
+    # a path names a file, whatever its suffix (strings of text come through lm_data as a list)
+    return token_windows(lm, lm.encode(read_text(source), bos=False), window, count)
 
 
 CALIBRATION_WINDOW = 128
