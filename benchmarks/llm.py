@@ -94,7 +94,7 @@ def accuracy_worker(plan: dict) -> dict:
     from edgesdk.llm.model import LanguageModel
 
     reference = Artifact.load(plan["artifacts"]["fp32"])
-    lm = LanguageModel.from_manifest(reference.manifest.language_model, reference.path)
+    lm = LanguageModel.from_manifest(reference.manifest.language_model, reference.path, tokenizer=False)
     windows = [np.asarray(w, np.int64) for w in plan["windows"]]
     def artifact_logits(path: str):
         art = Artifact.load(path)
@@ -144,7 +144,7 @@ def speed_worker(plan: dict) -> dict:
 
     for label, path in plan["models"].items():
         art = Artifact.load(path)
-        lm = LanguageModel.from_manifest(art.manifest.language_model, art.path)
+        lm = LanguageModel.from_manifest(art.manifest.language_model, art.path, tokenizer=False)
         run = backend_for_artifact(art.manifest).host_runner(art.model_path, art.manifest.backend_info, threads)
         ttft = []
         for _ in range(4):

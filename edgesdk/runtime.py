@@ -15,7 +15,8 @@ def ort_session(model: Any, threads: int | None = None, optimization: str = "all
     """A CPU session for a Graph, ONNX bytes or a file path. ``threads`` None lets ORT choose.
 
     ``low_memory``: no weight prepacking, so weights stay in the memory-mapped file instead of being copied
-    into packed buffers (a 1 GB model: 0.06 GB instead of 1.8 GB at load; matmuls about 2x slower)."""
+    into packed buffers (a 1 GB model: 0.06 GB instead of 1.8 GB at load; matmuls about 2x slower). For float
+    references only: ORT's unpacked MatMulNBits computes differently from its packed int8 kernels."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()

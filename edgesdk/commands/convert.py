@@ -39,7 +39,7 @@ def run(args) -> int:
     target = load_target(args.target)
     recipe = args.recipe or target.default_recipe
     get_backend(target.backend).check_recipe(recipe)  # before a conversion that may take minutes
-    graph = api.load(args.model, **({"context": args.context} if args.context else {}))
+    graph = api.load(args.model, context=args.context)
     quantized = api.quantize(graph, recipe, calibration=args.calib, **parse_options(args.option))
     artifact = api.export(quantized, target, args.out, reference_data=args.reference)
     summary = {

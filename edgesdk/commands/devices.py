@@ -48,7 +48,7 @@ def _list(inventory, as_json: bool) -> int:
 
 
 def _check(devices, as_json: bool) -> int:
-    from ..devices.api import check_device
+    from ..devices.check import check_device
 
     reports = [check_device(d) for d in devices]
     if as_json:

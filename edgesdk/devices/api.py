@@ -1,4 +1,4 @@
-"""profile, deploy and check: the device half of the Python API (the CLI calls these).
+"""profile and deploy: the device half of the Python API (the CLI calls these; `devices check` is check.py).
 
     result = edgesdk.profile("out/minilm", device="pi-lab", runs=200)
     result = edgesdk.deploy("model.onnx", target="rpi4", calibration="calib.npz")
@@ -21,7 +21,7 @@ from .. import progress
 from ..artifact import MANIFEST, Artifact, inside, sha256_file
 from ..backends import backend_for_artifact, get_backend
 from ..backends.base import DeviceRunner
-from ..errors import DeviceAuthError, DeviceConnectionError, EdgeSDKError, HostKeyError, UsageError
+from ..errors import EdgeSDKError, UsageError
 from ..metrics import compare
 from ..runs import Run, RunStore
 from ..targets import Target, load_target
@@ -144,14 +144,14 @@ def profile(
     timeout_s: float | None = None,
     session: DeviceSession | None = None,
     power: bool = False,
-    prompt: str | None = None,
+    prompt: str | list[int] | None = None,
     threads: int | None = None,
 ) -> ProfileResult:
     """Run an artifact on a device: latency of ``runs`` timed iterations (after ``warmup``), peak RSS,
     and on-device accuracy on the artifact's reference inputs. ``budget_s`` stops the timed runs early.
     ``power``: sample the device's power sensor (its `power:` in devices.yaml) during the runs.
 
-    An LM artifact: the prompt (``prompt``, else the start of its reference text) is prefilled, then
+    An LM artifact: the prompt (``prompt``: text or token ids; else the start of its reference text) is prefilled, then
     ``runs`` tokens are decoded one call each with the KV cache; a decode step is the timed iteration, so
     energy per inference is energy per token. ``threads`` overrides the target's runtime threads."""
     if runs < 1 or warmup < 0:
@@ -163,6 +163,8 @@ def profile(
         from ..power.session import power_config, require_sensor
 
         require_sensor(power_config(dev, load_target(dev.target)), dev.name)
+    # An LM's prompt is tokenized and checked against its context before anything connects.
+    prompt_ids = device_lm.prompt_ids(art, prompt, runs) if art.manifest.language_model else None
     model = art.manifest.model.name or art.path.name
     recipe = art.manifest.recipe.name
     run = RunStore(runs_dir).start(dev.name, model, str(art.path), dev.target, recipe)
@@ -174,7 +176,7 @@ def profile(
         run.write_json("device.json", {"device": _device_record(dev), "facts": session.facts.to_json()})
         session.require(backend)
         return _profile_on(session, art, backend, run, runs, warmup, budget_s, timeout_s, model, recipe, power,
-                           prompt, threads)
+                           prompt_ids, threads)
     except BaseException as exc:
         run.fail(exc if isinstance(exc, EdgeSDKError) else f"{type(exc).__name__}: {exc}")
         raise
@@ -208,7 +210,7 @@ def plan_files(art: Artifact, runner: DeviceRunner, run_dir: Path) -> tuple[list
 
 def _profile_on(session: DeviceSession, art: Artifact, backend, run: Run, runs: int, warmup: int,
                 budget_s: float | None, timeout_s: float | None, model: str, recipe: str,
-                power: bool = False, prompt: str | None = None, threads: int | None = None) -> ProfileResult:
+                power: bool = False, prompt_ids: list[int] | None = None, threads: int | None = None) -> ProfileResult:
     dev, transport = session.device, session.transport
     phases = {"connect": session.phases.get("connect", 0.0), "facts": session.phases.get("facts", 0.0)}
     python = dev.interpreter
@@ -225,11 +227,9 @@ def _profile_on(session: DeviceSession, art: Artifact, backend, run: Run, runs: 
     argv = device_runner.runner_argv(runner.argv, python, posixpath.join(workdir, runner_dir),
                                      posixpath.join(workdir, artifact_dir), remote_outputs, runs, warmup,
                                      threads or session.target.threads, budget_s)
-    is_lm = art.manifest.language_model is not None
+    is_lm = prompt_ids is not None
     if is_lm:
-        ids = device_lm.prompt_ids(art, prompt)
-        device_lm.check_length(art, ids, runs)
-        argv += device_lm.runner_flags(ids)
+        argv += device_lm.runner_flags(prompt_ids)
     timeout = timeout_s or (budget_s + DEFAULT_TIMEOUT_S if budget_s else DEFAULT_TIMEOUT_S)
     sampling = _start_power(session, run, workdir, timeout) if power else None
     try:
@@ -363,53 +363,3 @@ def _plain(text: str) -> str:
     import re
 
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "model"
-
-
-def _check_power(session: DeviceSession) -> dict[str, Any] | None:
-    """One reading of the device's power sensor (None when it has none configured)."""
-    import tempfile
-
-    from ..power.session import PowerSampling, power_config
-
-    config = power_config(session.device, session.target)
-    if config.sensor == "none":
-        return None
-    with tempfile.TemporaryDirectory(prefix="edgesdk-check-") as tmp:
-        sampling = PowerSampling(session.transport, config, session.device.interpreter,
-                                 session.transport.path(session.device.workdir), Path(tmp))
-        try:
-            sampling.prepare()  # pushes the sampler, finds the sensor files, parses one reading
-        except EdgeSDKError as exc:
-            return {"sensor": config.sensor, "ok": False, "error": str(exc)}
-    return {"sensor": config.sensor, "ok": True}
-
-
-def check_device(device: Device) -> dict[str, Any]:
-    """Reachability, host key, arch, python and runtimes of one device; never raises for device problems."""
-    report: dict[str, Any] = {"device": device.name, "target": device.target, "transport": device.transport,
-                              "address": device.address, "ok": False}
-    try:
-        with DeviceSession.open(device) as session:
-            facts = session.facts
-            report.update(reachable=True, host_key="ok" if device.transport == "ssh" else "n/a",
-                          connect_s=round(session.phases["connect"], 3), arch=facts.arch, cpu=facts.cpu,
-                          cores=facts.cores, kernel=facts.kernel, os=facts.os, python=facts.python,
-                          python_executable=facts.python_executable, runtimes=facts.runtimes)
-            backend = get_backend(session.target.backend)
-            missing = device_facts.missing_runtimes(facts, backend)
-            if missing:
-                report["error"] = (f"missing {' and '.join(missing)}; install with: "
-                                   f"{device_facts.install_command(session.target, device.interpreter)}")
-            else:
-                report["ok"] = True
-            power = _check_power(session)
-            if power is not None:
-                report["power"] = power
-                report["ok"] = report["ok"] and power["ok"]
-    except (HostKeyError, DeviceAuthError) as exc:  # the port answered; the key exchange or login did not
-        report.update(reachable=True, host_key="ok" if isinstance(exc, DeviceAuthError) else "refused", error=str(exc))
-    except DeviceConnectionError as exc:
-        report.update(reachable=False, error=str(exc))
-    except EdgeSDKError as exc:
-        report["error"] = str(exc)
-    return report

@@ -16,27 +16,25 @@ from ..llm import reference
 DEFAULT_PROMPT_TOKENS = 32
 
 
-def prompt_ids(art: Artifact, prompt: str | None) -> list[int]:
-    """The prompt's token ids (tokenized here: the device needs only numpy and the runtime). Without a
-    prompt, the start of the first reference window."""
-    info = art.manifest.language_model
-    if prompt is not None:
-        from ..llm.model import LanguageModel
-
-        return [int(t) for t in LanguageModel.from_manifest(info, art.path).encode(prompt)]
-    if info.reference_file:
-        ref = reference.read(inside(art.path, info.reference_file))
-        return [int(t) for t in ref["w0_ids"][:DEFAULT_PROMPT_TOKENS]]
-    return [int(info.config.get("bos_token_id") or 0)]
-
-
-def check_length(art: Artifact, ids: list[int], steps: int) -> None:
-    """Refuse on the host what a static cache cannot hold (the device would fail mid-run)."""
-    from ..llm.generate import check_length as check
+def prompt_ids(art: Artifact, prompt: str | list[int] | None, steps: int) -> list[int]:
+    """The prompt's token ids for ``steps`` decode steps, checked against the model's context before anything
+    connects. Text is tokenized here (the device needs only numpy and the runtime); ids are taken as they
+    are; without a prompt, the start of the first reference window."""
+    from ..llm.generate import check_length
     from ..llm.model import LanguageModel
 
     info = art.manifest.language_model
-    check(LanguageModel.from_manifest(info.model_copy(update={"tokenizer_dir": None}), art.path), len(ids), steps + 1)
+    lm = LanguageModel.from_manifest(info, art.path, tokenizer=isinstance(prompt, str))
+    if isinstance(prompt, str):
+        ids = [int(t) for t in lm.encode(prompt)]
+    elif prompt is not None:
+        ids = [int(t) for t in prompt]
+    elif info.reference_file:
+        ids = [int(t) for t in reference.read(inside(art.path, info.reference_file))["w0_ids"][:DEFAULT_PROMPT_TOKENS]]
+    else:
+        ids = [int(info.config.get("bos_token_id") or 0)]
+    check_length(lm, len(ids), steps + 1)  # a static cache would fail mid-run on the device
+    return ids
 
 
 def runner_flags(ids: list[int]) -> list[str]:

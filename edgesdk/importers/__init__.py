@@ -18,17 +18,17 @@ def load(model: Any, example_inputs: Any = None, *, opset: int = 18, **export_op
     """
     if isinstance(model, Graph):
         return model
+    from ..llm.source import is_causal_lm_module, is_causal_lm_path
+
     context = export_options.pop("context", None)  # causal LMs only: the static KV-cache form
-    if isinstance(model, (str, Path)):
-        path = Path(model).expanduser()
-        from ..llm.source import is_causal_lm_path
+    path = Path(model).expanduser() if isinstance(model, (str, Path)) else None
+    if is_causal_lm_path(path) if path is not None else is_causal_lm_module(model):
+        from .causal_lm import from_causal_lm
 
-        if is_causal_lm_path(path):
-            from .causal_lm import from_causal_lm
-
-            return from_causal_lm(path, context=context)
-        if context is not None:
-            raise UsageError("--context (the static KV-cache form) applies to causal LMs only")
+        return from_causal_lm(path if path is not None else model, export_options.get("tokenizer"), context)
+    if context is not None:
+        raise UsageError("--context (the static KV-cache form) applies to causal LMs only")
+    if path is not None:
         if path.suffix == ".py":
             from .python_file import load_python_file
 
@@ -36,14 +36,6 @@ def load(model: Any, example_inputs: Any = None, *, opset: int = 18, **export_op
         from .onnx_file import load_onnx
 
         return load_onnx(path)
-    from ..llm.source import is_causal_lm_module
-
-    if is_causal_lm_module(model):
-        from .causal_lm import from_causal_lm
-
-        return from_causal_lm(model, export_options.get("tokenizer"), context)
-    if context is not None:
-        raise UsageError("--context (the static KV-cache form) applies to causal LMs only")
     if type(model).__module__.startswith("torch") or hasattr(model, "state_dict"):
         from .torch_module import from_torch
 

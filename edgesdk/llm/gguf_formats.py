@@ -83,13 +83,15 @@ def _high_bits_32(qh: np.ndarray) -> np.ndarray:
     return (bits & np.uint32(1)).astype(np.uint8)
 
 
-def _k_scales(scales: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Q4_K/Q5_K: eight 6-bit scales and eight 6-bit mins packed in 12 bytes."""
-    n = scales.shape[0]
-    d, m, m_d = np.split(scales.reshape(n, 3, 4), 3, axis=1)
-    sc = np.concatenate([d & 0x3F, (m_d & 0x0F) | ((d >> 2) & 0x30)], axis=-1).reshape(n, 8)
-    mins = np.concatenate([m & 0x3F, (m_d >> 4) | ((m >> 2) & 0x30)], axis=-1).reshape(n, 8)
-    return sc, mins
+def _k_scales_and_offsets(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Q4_K/Q5_K's 16-byte header: d and dmin (f16), then eight 6-bit scales and eight 6-bit mins packed in
+    12 bytes; per 32-value block, scale = d·sc and offset = dmin·m."""
+    d, dmin = _f16(blocks[:, 0:2]), _f16(blocks[:, 2:4])
+    n = blocks.shape[0]
+    low, mid, high = np.split(blocks[:, 4:16].reshape(n, 3, 4), 3, axis=1)
+    sc = np.concatenate([low & 0x3F, (high & 0x0F) | ((low >> 2) & 0x30)], axis=-1).reshape(n, 8)
+    mins = np.concatenate([mid & 0x3F, (high >> 4) | ((mid >> 2) & 0x30)], axis=-1).reshape(n, 8)
+    return d * sc.astype(np.float32), dmin * mins.astype(np.float32)
 
 
 @register
@@ -146,10 +148,7 @@ class Q4_K(BlockFormat):
 
     @classmethod
     def split_blocks(cls, blocks):
-        d, dmin = _f16(blocks[:, 0:2]), _f16(blocks[:, 2:4])
-        sc, mins = _k_scales(blocks[:, 4:16])
-        q = _nibbles(blocks[:, 16:], 32)
-        return q, d * sc.astype(np.float32), dmin * mins.astype(np.float32)
+        return _nibbles(blocks[:, 16:], 32), *_k_scales_and_offsets(blocks)
 
 
 @register
@@ -159,12 +158,9 @@ class Q5_K(BlockFormat):
     @classmethod
     def split_blocks(cls, blocks):
         n = blocks.shape[0]
-        d, dmin = _f16(blocks[:, 0:2]), _f16(blocks[:, 2:4])
-        sc, mins = _k_scales(blocks[:, 4:16])
         qh = blocks[:, 16:48].reshape(n, 1, 1, 32) >> np.arange(8, dtype=np.uint8).reshape(1, 1, 8, 1)
         high = (qh & np.uint8(1)).reshape(n, -1)
-        q = _nibbles(blocks[:, 48:], 32) | (high << np.uint8(4))
-        return q, d * sc.astype(np.float32), dmin * mins.astype(np.float32)
+        return _nibbles(blocks[:, 48:], 32) | (high << np.uint8(4)), *_k_scales_and_offsets(blocks)
 
 
 @register

@@ -67,11 +67,12 @@ class LanguageModel:
         return target
 
     @classmethod
-    def from_manifest(cls, info: Any, artifact_dir: Path) -> LanguageModel:
-        tokenizer = None
-        if info.tokenizer_dir:
-            tokenizer = load_tokenizer(artifact_dir / info.tokenizer_dir)
-        return cls(DecoderConfig.model_validate(info.config), tokenizer, info.form, info.context)
+    def from_manifest(cls, info: Any, artifact_dir: Path, tokenizer: bool = True) -> LanguageModel:
+        """The artifact's LM; ``tokenizer=False`` skips loading the tokenizer (it takes about a second)."""
+        loaded = None
+        if tokenizer and info.tokenizer_dir:
+            loaded = load_tokenizer(artifact_dir / info.tokenizer_dir)
+        return cls(DecoderConfig.model_validate(info.config), loaded, info.form, info.context)
 
 
 def load_tokenizer(directory: Path):

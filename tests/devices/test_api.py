@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import edgesdk
-from edgesdk.devices.api import check_device
+from edgesdk.devices.check import check_device
 from edgesdk.devices.inventory import Device, load_inventory
 from edgesdk.errors import DeviceTimeoutError, MissingRuntimeError
 from edgesdk.metrics import compare

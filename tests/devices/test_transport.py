@@ -16,7 +16,8 @@ import yaml
 from edgesdk.devices import transport as transport_module
 from edgesdk.devices.bounded import remote_command
 from edgesdk.devices.inventory import Device, parse_inventory
-from edgesdk.devices.transport import LocalTransport, SSHTransport, open_transport
+from edgesdk.devices.ssh import SSHTransport
+from edgesdk.devices.transport import LocalTransport, open_transport
 from edgesdk.errors import DeviceAuthError, DeviceConnectionError, DeviceError, DeviceTimeoutError, HostKeyError
 from tests.devices.sshd_server import free_port, keygen, processes_with, wait_gone
 

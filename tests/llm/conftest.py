@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.devices.conftest import sshd  # noqa: F401  (the loopback OpenSSH device)
+
 
 @pytest.fixture(scope="session")
 def gemma_gguf():
@@ -43,6 +45,3 @@ def lm_text(tmp_path_factory):
     (directory / "calib.txt").write_text(calibration)
     (directory / "eval.txt").write_text(evaluation)
     return directory / "calib.txt", directory / "eval.txt"
-
-
-from tests.devices.conftest import sshd  # noqa: E402,F401  (the loopback OpenSSH device)

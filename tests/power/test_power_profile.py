@@ -112,7 +112,7 @@ def test_cli_power_without_a_sensor_exits_with_the_device_error(artifact, loop, 
 
 
 def test_devices_check_reads_the_power_sensor_once(loop):
-    from edgesdk.devices.api import check_device
+    from edgesdk.devices.check import check_device
     from edgesdk.devices.inventory import load_inventory
 
     _, _, devices = loop

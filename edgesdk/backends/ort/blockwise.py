@@ -13,6 +13,7 @@ GGUF formats with a per-block minimum, a Sub of that offset between two Reshapes
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 import onnx_ir as ir
@@ -38,8 +39,10 @@ class BlockWeight:
     block: int
     source: ir.Value  # the integer constant: one lowered copy per source
 
-    def uint(self) -> tuple[np.ndarray, np.ndarray]:
-        """(uint values [N, K], uint zero points [N, K/block]) with the same real values."""
+    @functools.cached_property
+    def unsigned(self) -> tuple[np.ndarray, np.ndarray]:
+        """(uint values [N, K], uint zero points [N, K/block]) with the same real values; made once (a
+        vocabulary table is read by its Gather and by the tied output layer)."""
         if self.bits == 4:
             values, zp = _as_uint4(self.q, self.zero_point, self.signed)
             if self.zero_point is None:
@@ -99,7 +102,7 @@ class _Lowered:
         """[N, K/block, bytes per block]: packed nibbles for 4 bits, uint8 for 8."""
         key = id(w.source)
         if key not in self._data:
-            values, _ = w.uint()
+            values, _ = w.unsigned
             n, k = values.shape
             blocks = values.reshape(n, k // w.block, w.block)
             self._data[key] = self.editor.constant(f"{w.source.name}_blocks", _pack_nibbles(blocks) if w.bits == 4 else blocks)
@@ -108,7 +111,7 @@ class _Lowered:
 
 def _matmul_nbits_inputs(lowered: _Lowered, w: BlockWeight, hint: str) -> list[ir.Value]:
     editor = lowered.editor
-    _, zp = w.uint()
+    _, zp = w.unsigned
     if w.bits == 4:
         zero_point = editor.constant(f"{hint}_nbits_zp", _pack_nibbles(zp).reshape(-1))
     else:
@@ -130,20 +133,21 @@ def lower_block_weights(graph: ir.Graph, accuracy_level: int = 4) -> dict[str, i
     editor = GraphEditor(graph)
     lowered = _Lowered(editor)
     counts = {"MatMulNBits": 0, "GatherBlockQuantized": 0, "offset corrections": 0}
+    read = functools.cache(read_block_weight)  # a tied table: read once for its Gather and its output layer
     for node in list(graph):
         if node.domain not in ("", "ai.onnx") or len(node.inputs) < 2:
             continue
         if node.op_type == "Gather" and node.attributes.get_int("axis", 0) == 0:
-            w = read_block_weight(node.inputs[0], rows_first=True)
+            w = read(node.inputs[0], rows_first=True)
             if w is not None and w.bits == 8 and w.offset is None:
                 _replace(editor, node.outputs[0], _gather_rows(editor, lowered, node, w))
                 counts["GatherBlockQuantized"] += 1
             continue
         if node.op_type == "MatMul":
-            w = read_block_weight(node.inputs[1], rows_first=False)
+            w = read(node.inputs[1], rows_first=False)
         elif node.op_type == "Gemm" and node.attributes.get_int("transB", 0) and not node.attributes.get_int("transA", 0) \
                 and len(node.inputs) < 3 and node.attributes.get_float("alpha", 1.0) == 1.0:
-            w = read_block_weight(node.inputs[1], rows_first=True)
+            w = read(node.inputs[1], rows_first=True)
         else:
             continue
         if w is None:
@@ -184,7 +188,7 @@ def _minus_offsets(editor: GraphEditor, node: ir.Node, w: BlockWeight, product: 
 
 def _gather_rows(editor: GraphEditor, lowered: _Lowered, node: ir.Node, w: BlockWeight) -> ir.Value:
     """GatherBlockQuantized on the [V, H/block, block] bytes, reshaped back to [..., H]."""
-    _, zp = w.uint()
+    _, zp = w.unsigned
     hint = node.inputs[0].name or node.name
     scales = editor.constant(f"{hint}_gather_scales", w.scale[:, :, None])
     zero_point = editor.constant(f"{hint}_gather_zp", zp[:, :, None])

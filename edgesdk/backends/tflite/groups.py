@@ -16,7 +16,7 @@ from ...errors import ModelError
 from .tensors import is_const, shape_of, tf
 
 if TYPE_CHECKING:
-    from .lowering import Tracer
+    from .tracer import Tracer
 
 
 @dataclasses.dataclass

@@ -6,7 +6,7 @@ everything computed from constants and static shapes), or None for an omitted op
 Lowerings that need a value at conversion time (a Reshape's shape, a Slice's starts) read it with
 ``static(ctx, value)``: shapes are static, so shape arithmetic is folded to constants while tracing.
 
-``ctx`` is the tracing context (lowering.Context). ``ctx.int8`` is set when the model is built for
+``ctx`` is the tracing context (tracer.Context). ``ctx.int8`` is set when the model is built for
 full-integer TFLite: the lowering then picks forms TFLite runs well in int8 (a per-channel scale as a
 1x1 depthwise convolution, an additive attention mask as a select, Σx² as an int32-accumulated
 BATCH_MATMUL). ``ctx.q(tensor, tag)`` gives an intermediate tensor its own int8 range. Lowerings

@@ -261,15 +261,7 @@ def _layer_norm(ctx, inputs, attrs):
     axes, scale, bias = _norm_setup(ctx, x, attrs.get("axis", -1), scale, bias)
     if ctx.int8 and ctx.num_outputs == 1:
         return _normalize_int8(ctx, x, scale, bias, eps, center=True)
-    x = ctx.merged(x)
-    mean = tf.reduce_mean(x, axes, keepdims=True)
-    centered = x - mean
-    var = tf.reduce_mean(centered * centered, axes, keepdims=True)
-    inv = tf.math.rsqrt(var + eps)
-    y = centered * inv
-    if scale is not None:
-        y = y * scale
-    y = y + bias if bias is not None else y
+    y, mean, inv = _normalize_float(ctx, x, axes, scale, bias, eps, center=True)
     return (y, mean, inv)[: ctx.num_outputs] if ctx.num_outputs > 1 else y
 
 
@@ -283,10 +275,19 @@ def _rms_norm(ctx, inputs, attrs):
     axes, scale, _ = _norm_setup(ctx, x, attrs.get("axis", -1), scale, None)
     if ctx.int8 and ctx.num_outputs == 1:
         return _normalize_int8(ctx, x, scale, None, eps, center=False)
+    return _normalize_float(ctx, x, axes, scale, None, eps, center=False)[0]
+
+
+def _normalize_float(ctx, x, axes, scale, bias, eps: float, center: bool):
+    """(y, mean, 1/σ) in float: LayerNorm (``center``) or RMSNorm (no mean taken out; mean is None)."""
     x = ctx.merged(x)
-    inv = tf.math.rsqrt(tf.reduce_mean(x * x, axes, keepdims=True) + eps)
-    y = x * inv
-    return y * scale if scale is not None else y
+    mean = tf.reduce_mean(x, axes, keepdims=True) if center else None
+    centered = x - mean if center else x
+    inv = tf.math.rsqrt(tf.reduce_mean(centered * centered, axes, keepdims=True) + eps)
+    y = centered * inv
+    if scale is not None:
+        y = y * scale
+    return (y + bias if bias is not None else y), mean, inv
 
 
 # ------------------------------------------------------------------------------------------ quantization

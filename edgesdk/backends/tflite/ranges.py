@@ -12,7 +12,7 @@ from ...errors import ModelError
 
 if TYPE_CHECKING:
     from .graph_view import GraphView
-    from .lowering import Tracer
+    from .tracer import Tracer
 
 SOFTMAX_FLOOR = 12.0  # softmax inputs: range starts this far below the smallest row maximum
 
