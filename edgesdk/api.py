@@ -112,7 +112,9 @@ def _write_artifact(graph: Graph, target: Target, backend, out: Path, reference_
     calibration = list(graph.calibration.feeds(float_graph)) if graph.calibration is not None else feeds
     with progress.step(f"exporting for {target.name} ({backend.runtime})"):
         exported = backend.export(graph, target, out, calibration)
-        float_path = float_graph.save(out / "float" / "model.onnx")
+        # From here on the float weights are read from the file just written (a large LM's are not held
+        # twice while its reference runs).
+        float_path = float_graph.save(out / "float" / "model.onnx", mapped=[float_graph, graph])
 
     device_files = [exported.model_file, *exported.device_files]
     manifest: dict[str, Any] = {

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import onnx_ir as ir
 
 # ONNX element types we feed from numpy; anything else in a graph input is reported as unsupported.
@@ -91,14 +93,35 @@ class Graph:
             raise ValueError("a graph this large is saved with external data, not serialized to bytes")
         return ir.serde.serialize_model(self.model).SerializeToString()
 
-    def save(self, path: str | Path) -> Path:
-        """Write the model; weights of a large model go to ``<name>.data`` beside it (ONNX external data)."""
+    def save(self, path: str | Path, mapped: Sequence[Graph] = ()) -> Path:
+        """Write the model; weights of a large model go to ``<name>.data`` beside it (ONNX external data).
+
+        ``mapped``: graphs whose weights written here are then read from that file, memory-mapped, instead
+        of from memory, so their in-memory copies can be freed (a large LM's float weights while its
+        artifact is checked). The file is mapped at once: renaming or deleting it afterwards is safe (it is
+        only ever replaced whole, never rewritten in place)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        if self.needs_external_data:
-            ir.save(self.model, path, external_data=f"{path.name}.data")
-        else:
+        if not self.needs_external_data:
             ir.save(self.model, path)
+            return path
+        values = list(self.model.graph.initializers.values())
+        in_memory = [v.const_value for v in values]
+        try:
+            ir.external_data.unload_from_model(self.model, path.parent, f"{path.name}.data", size_threshold_bytes=256)
+            onnx.save(ir.serde.serialize_model(self.model), path)
+            in_file = {id(old): v.const_value for v, old in zip(values, in_memory) if v.const_value is not old}
+        finally:
+            for value, tensor in zip(values, in_memory):
+                value.const_value = tensor
+        for graph in mapped:
+            for value in graph.model.graph.initializers.values():
+                tensor = in_file.get(id(value.const_value))
+                if tensor is not None and tensor.dtype.bitwidth >= 8:  # 4-bit ones are unpacked into memory
+                    # A plain tensor over the mapped bytes: it no longer needs the file's path.
+                    value.const_value = ir.Tensor(tensor.numpy(), dtype=tensor.dtype, name=tensor.name)
+        if mapped:
+            _return_freed_memory()
         return path
 
     def clone(self) -> Graph:
@@ -121,3 +144,19 @@ QUANT_OPS = {
     "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "MatMulInteger", "QLinearMatMul",
     "MatMulNBits", "GatherBlockQuantized", "DynamicQuantizeMatMul", "MatMulIntegerToFloat",
 }
+
+
+def _return_freed_memory() -> None:
+    """Let the weights just replaced by their mapped file leave the process's resident memory: graphs are
+    reference cycles (a dropped copy of one still holds the arrays until the collector runs), and glibc
+    keeps freed small arrays in its arenas until asked to trim them."""
+    import ctypes
+    import ctypes.util
+    import gc
+
+    gc.collect()
+
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass

@@ -1,11 +1,12 @@
 """Where a causal LM comes from: a transformers module, a model directory (config.json + weights), or a
-``.gguf`` file read through transformers' GGUF loader. Each gives the decoder config, its float weights by
+``.gguf`` file read directly (gguf_source.py). Each gives the decoder config, its float weights by
 transformers name, and the tokenizer."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,21 +14,31 @@ import numpy as np
 
 from ..errors import MissingDependencyError, ModelError
 from .config import DecoderConfig, from_transformers
+from .gguf_source import first_line
 
 
 @dataclasses.dataclass
 class CausalLM:
     config: DecoderConfig
-    parameters: dict[str, Any]  # transformers name -> torch tensor (read as numpy without a copy)
+    read: Callable[[str], np.ndarray]  # transformers parameter name -> float32 array, each read once
     tokenizer: Any  # a transformers tokenizer, or None
     name: str
     source: str
 
     def weight(self, name: str) -> np.ndarray:
-        """The weight as float32, handed over once: the builder reads each weight once, and dropping our
-        reference lets a weight the graph stores transposed free its original as soon as it is copied."""
+        return self.read(name)
+
+
+class _StateDict:
+    """A module's weights handed over once: the builder reads each weight once, and dropping our reference
+    lets a weight the graph stores transposed free its original as soon as it is copied."""
+
+    def __init__(self, parameters: dict[str, Any], source: str, architecture: str):
+        self.parameters, self.source, self.architecture = parameters, source, architecture
+
+    def __call__(self, name: str) -> np.ndarray:
         if name not in self.parameters:
-            raise ModelError(f"{self.source}: the model has no weight '{name}' (architecture {self.config.architecture})")
+            raise ModelError(f"{self.source}: the model has no weight '{name}' (architecture {self.architecture})")
         return self.parameters.pop(name).detach().float().numpy()
 
 
@@ -49,7 +60,7 @@ def is_causal_lm_module(module: Any) -> bool:
     return config is not None and hasattr(module, "generate") and type(module).__name__.endswith("ForCausalLM")
 
 
-def _transformers():
+def transformers_module():
     try:
         import torch  # noqa: F401
         import transformers
@@ -66,56 +77,31 @@ def from_module(module: Any, tokenizer: Any = None, source: str | None = None) -
     if config.tied_embeddings:
         parameters.pop("lm_head.weight", None)  # the same tensor as the embedding: stored once
     name = getattr(module.config, "_name_or_path", "") or type(module).__name__
-    return CausalLM(config, parameters, tokenizer, Path(str(name)).name or type(module).__name__,
-                    source or f"transformers:{type(module).__name__}")
+    source = source or f"transformers:{type(module).__name__}"
+    return CausalLM(config, _StateDict(parameters, source, config.architecture), tokenizer,
+                    Path(str(name)).name or type(module).__name__, source)
 
 
 def from_path(path: Path) -> CausalLM:
-    """A model directory or a .gguf file, loaded in float32 (GGUF blocks dequantized by transformers)."""
-    transformers = _transformers()
-    import torch
-
+    """A .gguf file (read directly, llm/gguf_source.py) or a model directory (loaded in float32)."""
     if not path.exists():
         raise ModelError(f"{path}: no such file or directory")
-    options: dict[str, Any] = {"dtype": torch.float32}
-    directory = path
     if path.suffix == ".gguf":
-        _check_gguf(path)
-        options["gguf_file"] = path.name
-        directory = path.parent
+        from .gguf_source import load_gguf
+
+        config, weights, tokenizer = load_gguf(path)
+        return CausalLM(config, weights, tokenizer, path.stem, str(path))
+    transformers = transformers_module()
+    import torch
+
     try:
-        tokenizer = transformers.AutoTokenizer.from_pretrained(directory, **({"gguf_file": path.name} if path.suffix == ".gguf" else {}))
+        tokenizer = transformers.AutoTokenizer.from_pretrained(path)
     except Exception as exc:
-        raise ModelError(f"{path}: cannot load its tokenizer: {_first_line(exc)}") from None
+        raise ModelError(f"{path}: cannot load its tokenizer: {first_line(exc)}") from None
     try:
-        module = transformers.AutoModelForCausalLM.from_pretrained(directory, **options)
+        module = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     except Exception as exc:
-        raise ModelError(f"{path}: transformers cannot load it as a causal LM: {_first_line(exc)}") from None
-    name = path.stem if path.suffix == ".gguf" else path.name
+        raise ModelError(f"{path}: transformers cannot load it as a causal LM: {first_line(exc)}") from None
     lm = from_module(module, tokenizer, source=str(path))
-    lm.name = name
+    lm.name = path.name
     return lm
-
-
-def _check_gguf(path: Path) -> None:
-    """A clear error for a truncated or foreign file before transformers reads it."""
-    try:
-        import gguf
-    except ImportError:
-        raise MissingDependencyError("gguf", "llm", "Reading a GGUF file") from None
-    try:
-        reader = gguf.GGUFReader(path)
-    except Exception as exc:
-        raise ModelError(f"{path}: not a readable GGUF file (truncated or not GGUF): {_first_line(exc)}") from None
-    field = reader.fields.get("general.architecture")
-    architecture = field.contents() if field is not None else "unknown"
-    from .config import SUPPORTED
-
-    gguf_names = {"gemma3": "gemma3_text"}
-    if gguf_names.get(architecture, architecture) not in SUPPORTED:
-        raise ModelError(f"{path}: GGUF architecture '{architecture}' is not supported (supported: {', '.join(SUPPORTED)})")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

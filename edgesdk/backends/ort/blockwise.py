@@ -30,14 +30,15 @@ class BlockWeight:
     """A weight as ``(q − zero_point) · scale − offset`` with rows = output channels (or table rows) and
     blocks along the columns."""
 
-    q: np.ndarray  # int16 [N, K]
+    q: np.ndarray  # [N, K]: int8/uint8 as stored (8 bits; no wider copy of a large weight), int16 (4 bits)
     scale: np.ndarray  # float32 [N, K/block]
     zero_point: np.ndarray | None  # int16 [N, K/block]
     offset: np.ndarray | None  # float32 [N, K/block]
     bits: int
     signed: bool
     block: int
-    source: ir.Value  # the integer constant: one lowered copy per source
+    source: ir.Value  # the integer constant: one lowered copy per source (and part)
+    part: str = ""  # "high" / "low" for the halves of an 8-bit weight (nibbles())
 
     @functools.cached_property
     def unsigned(self) -> tuple[np.ndarray, np.ndarray]:
@@ -50,7 +51,16 @@ class BlockWeight:
             return values, zp
         shift = 128 if self.signed else 0
         zp = np.zeros(self.scale.shape, np.int16) if self.zero_point is None else self.zero_point
-        return (self.q + shift).astype(np.uint8), np.broadcast_to(zp + shift, self.scale.shape).astype(np.uint8)
+        values = self.q.view(np.uint8) ^ np.uint8(0x80) if self.signed else self.q.astype(np.uint8, copy=False)
+        return values, np.broadcast_to(zp + shift, self.scale.shape).astype(np.uint8)
+
+    def nibbles(self) -> list[BlockWeight]:
+        """An 8-bit weight as two 4-bit ones whose sum is its exact value (for float activations, which ORT's
+        8-bit kernel runs ~20x slower than its 4-bit one): s·(u − z) = 16s·(u>>4 − z>>4) + s·(u&15 − z&15).
+        Each half is exact in float32 (a GGUF scale has at most 19 significant bits, times a 4-bit integer)."""
+        values, zp = self.unsigned
+        return [BlockWeight(values >> 4, self.scale * np.float32(16), zp >> 4, None, 4, False, self.block, self.source, "high"),
+                BlockWeight(values & 15, self.scale, zp & 15, None, 4, False, self.block, self.source, "low")]
 
 
 def read_block_weight(value: ir.Value | None, rows_first: bool) -> BlockWeight | None:
@@ -76,7 +86,8 @@ def read_block_weight(value: ir.Value | None, rows_first: bool) -> BlockWeight |
     kind = _INT_TYPES.get(node.inputs[0].dtype)
     if not block or kind is None or axis != (1 if rows_first else 0) or node.inputs[1].const_value is None:
         return None
-    q = node.inputs[0].const_value.numpy().astype(np.int16)
+    q = node.inputs[0].const_value.numpy()
+    q = q if q.dtype in (np.int8, np.uint8) else q.astype(np.int16)
     scale = node.inputs[1].const_value.numpy().astype(np.float32)
     zp_value = node.inputs[2] if len(node.inputs) > 2 else None
     zero_point = zp_value.const_value.numpy().astype(np.int16) if zp_value is not None and zp_value.const_value is not None else None
@@ -100,12 +111,13 @@ class _Lowered:
 
     def data(self, w: BlockWeight) -> ir.Value:
         """[N, K/block, bytes per block]: packed nibbles for 4 bits, uint8 for 8."""
-        key = id(w.source)
+        key = (id(w.source), w.part)
         if key not in self._data:
             values, _ = w.unsigned
             n, k = values.shape
             blocks = values.reshape(n, k // w.block, w.block)
-            self._data[key] = self.editor.constant(f"{w.source.name}_blocks", _pack_nibbles(blocks) if w.bits == 4 else blocks)
+            name = f"{w.source.name}_{w.part}_blocks" if w.part else f"{w.source.name}_blocks"
+            self._data[key] = self.editor.constant(name, _pack_nibbles(blocks) if w.bits == 4 else blocks)
         return self._data[key]
 
 
@@ -129,45 +141,56 @@ EIGHT_BIT_ACCURACY_LEVEL = 4
 def lower_block_weights(graph: ir.Graph, accuracy_level: int = 4) -> dict[str, int]:
     """MatMul / Gemm(transB) on a block weight → MatMulNBits; Gather of an 8-bit block table →
     GatherBlockQuantized (4-bit tables are lowering.lower_embedding_gathers' job). Both read one copy.
-    ``accuracy_level`` applies to 4-bit weights (0: float activations, 4: int8)."""
+    ``accuracy_level`` 4: int8 activations; 0: float activations, and 8-bit weights then run as their two
+    exact 4-bit halves (BlockWeight.nibbles), their products added."""
     editor = GraphEditor(graph)
     lowered = _Lowered(editor)
     counts = {"MatMulNBits": 0, "GatherBlockQuantized": 0, "offset corrections": 0}
-    read = functools.cache(read_block_weight)  # a tied table: read once for its Gather and its output layer
+    # A tied table is read once for its Gather and its output layer; other weights are read, lowered and let go.
+    read_table = functools.cache(functools.partial(read_block_weight, rows_first=True))
     for node in list(graph):
         if node.domain not in ("", "ai.onnx") or len(node.inputs) < 2:
             continue
         if node.op_type == "Gather" and node.attributes.get_int("axis", 0) == 0:
-            w = read(node.inputs[0], rows_first=True)
+            w = read_table(node.inputs[0])
             if w is not None and w.bits == 8 and w.offset is None:
-                _replace(editor, node.outputs[0], _gather_rows(editor, lowered, node, w))
-                counts["GatherBlockQuantized"] += 1
+                parts = w.nibbles() if accuracy_level == 0 else [w]  # the halves a tied output layer reads
+                _replace(editor, node.outputs[0], _sum(editor, [_gather_rows(editor, lowered, node, p) for p in parts], node.name))
+                counts["GatherBlockQuantized"] += len(parts)
             continue
         if node.op_type == "MatMul":
-            w = read(node.inputs[1], rows_first=False)
+            w = read_block_weight(node.inputs[1], rows_first=False)
         elif node.op_type == "Gemm" and node.attributes.get_int("transB", 0) and not node.attributes.get_int("transA", 0) \
                 and len(node.inputs) < 3 and node.attributes.get_float("alpha", 1.0) == 1.0:
-            w = read(node.inputs[1], rows_first=True)
+            w = read_table(node.inputs[1])
         else:
             continue
         if w is None:
             continue
-        inputs = _matmul_nbits_inputs(lowered, w, node.inputs[1].name or node.name)
         n, k = w.q.shape
         bias, replaced = _bias_after(node) if node.op_type == "MatMul" else (None, node.outputs[0])
-        level = accuracy_level if w.bits == 4 else EIGHT_BIT_ACCURACY_LEVEL
-        attributes = {"K": k, "N": n, "bits": w.bits, "block_size": w.block, "accuracy_level": level}
-        fused = editor.add("MatMulNBits", [node.inputs[0], *inputs, *([None, bias] if bias is not None else [])],
-                           attributes, hint=f"{node.name}_int{w.bits}", domain=MS)
-        result = fused.outputs[0]
+        parts = w.nibbles() if w.bits == 8 and accuracy_level == 0 else [w]
+        products = []
+        for index, part in enumerate(parts):
+            inputs = _matmul_nbits_inputs(lowered, part, f"{node.inputs[1].name or node.name}{part.part}")
+            level = accuracy_level if part.bits == 4 else EIGHT_BIT_ACCURACY_LEVEL
+            attributes = {"K": k, "N": n, "bits": part.bits, "block_size": w.block, "accuracy_level": level}
+            with_bias = [None, bias] if bias is not None and index == 0 else []
+            products.append(editor.add("MatMulNBits", [node.inputs[0], *inputs, *with_bias], attributes,
+                                       hint=f"{node.name}_int{part.bits}{part.part}", domain=MS).outputs[0])
+        result = _sum(editor, products, node.name)
         if w.offset is not None:
             result = _minus_offsets(editor, node, w, result)
             counts["offset corrections"] += 1
         _replace(editor, replaced, result)
-        counts["MatMulNBits"] += 1
+        counts["MatMulNBits"] += len(parts)
     _drop_dead(graph)
     editor.finish()
     return counts
+
+
+def _sum(editor: GraphEditor, values: list[ir.Value], hint: str) -> ir.Value:
+    return values[0] if len(values) == 1 else editor.add("Add", values, hint=f"{hint}_halves").outputs[0]
 
 
 def _minus_offsets(editor: GraphEditor, node: ir.Node, w: BlockWeight, product: ir.Value) -> ir.Value:
@@ -187,14 +210,15 @@ def _minus_offsets(editor: GraphEditor, node: ir.Node, w: BlockWeight, product: 
 
 
 def _gather_rows(editor: GraphEditor, lowered: _Lowered, node: ir.Node, w: BlockWeight) -> ir.Value:
-    """GatherBlockQuantized on the [V, H/block, block] bytes, reshaped back to [..., H]."""
+    """GatherBlockQuantized on the [V, H/block, bytes per block] data MatMulNBits reads too, reshaped back
+    to [..., H]."""
     _, zp = w.unsigned
-    hint = node.inputs[0].name or node.name
+    hint = f"{node.inputs[0].name or node.name}{w.part}"
     scales = editor.constant(f"{hint}_gather_scales", w.scale[:, :, None])
-    zero_point = editor.constant(f"{hint}_gather_zp", zp[:, :, None])
+    zero_point = editor.constant(f"{hint}_gather_zp", zp[:, :, None])  # one per block: the low nibble
     gathered = editor.add("GatherBlockQuantized", [lowered.data(w), node.inputs[1], scales, zero_point],
-                          {"gather_axis": 0, "quantize_axis": 2, "block_size": w.block, "bits": 8},
-                          hint=f"{node.name}_blocks", domain=MS)
+                          {"gather_axis": 0, "quantize_axis": 2, "block_size": w.block, "bits": w.bits},
+                          hint=f"{node.name}_blocks{w.part}", domain=MS)
     ids_shape = editor.add("Shape", [node.inputs[1]], hint=f"{node.name}_ids_shape")
     hidden = editor.constant(f"{node.name}_hidden", np.array([w.q.shape[1]], np.int64))
     shape = editor.add("Concat", [ids_shape.outputs[0], hidden], {"axis": 0}, hint=f"{node.name}_rows_shape")

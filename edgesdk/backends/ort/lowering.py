@@ -119,11 +119,10 @@ def _pack_nibbles(values: np.ndarray) -> np.ndarray:
 
 def _as_uint4(q: np.ndarray, zero_point: np.ndarray | None, signed: bool) -> tuple[np.ndarray, np.ndarray]:
     """int4 with zero point z is uint4 with zero point z+8: same real values, the layout ORT's kernels use."""
-    q = q.astype(np.int16)
     zp = np.zeros_like(q[:1], dtype=np.int16) if zero_point is None else zero_point.astype(np.int16)
     if signed:
-        q, zp = q + 8, zp + 8
-    return q.astype(np.uint8), zp.astype(np.uint8)
+        return (q.astype(np.int16) + 8).astype(np.uint8), (zp + 8).astype(np.uint8)
+    return q.astype(np.uint8, copy=False), zp.astype(np.uint8)
 
 
 def lower_embedding_gathers(graph: ir.Graph) -> int:

@@ -1,4 +1,4 @@
-"""Keep a GGUF file's own quantization: each float weight that transformers dequantized from a GGUF block
+"""Keep a GGUF file's own quantization: each float weight that was dequantized from a GGUF block
 format is replaced by that format's integers, scales and offsets (llm/gguf_formats.py) as a block-wise
 DequantizeLinear (minus the per-block offset for formats that have one), which computes exactly the float
 values the file dequantizes to. Every replaced weight is checked against the float weight it replaces."""
@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import onnx_ir as ir
 
-from ...errors import MissingDependencyError, ModelError
+from ...errors import ModelError
 from ...llm.gguf_formats import FORMATS, Split
+from ...llm.gguf_source import GgufWeights, interleaved_heads, open_gguf, rotate_half_rows
 from ..edit import GraphEditor
 
 FLOAT_TYPES = {"F32", "F16", "BF16", "F64"}
@@ -27,18 +28,10 @@ class GgufWeightsPass(ir.passes.InPlacePass):
         self.float_types: collections.Counter[str] = collections.Counter()
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
-        try:
-            import gguf
-        except ImportError:
-            raise MissingDependencyError("gguf", "llm", "The gguf recipe") from None
-        reader = gguf.GGUFReader(self.path)
-        architecture = str(reader.fields["general.architecture"].contents())
-        arch = {name: key for key, name in gguf.MODEL_ARCH_NAMES.items()}[architecture]
-        names = gguf.get_tensor_name_map(arch, self.config.layers)
-        tensors = {t.name: t for t in reader.tensors}
+        weights = GgufWeights(self.path, open_gguf(self.path), self.config)
         editor = GraphEditor(model.graph)
         for value in list(model.graph.initializers.values()):
-            tensor = tensors.get(names.get_name(value.name, try_suffixes=(".weight", ".bias")) or "")
+            tensor = weights.tensor_for(value.name)
             if tensor is None or value.const_value is None:
                 continue
             kind = tensor.tensor_type.name
@@ -46,41 +39,62 @@ class GgufWeightsPass(ir.passes.InPlacePass):
                 self.float_types[kind] += 1
                 continue
             if kind not in FORMATS:
-                self.widened[kind] += 1  # transformers' float32 values stay: exact, only wider
+                self.widened[kind] += 1  # the float32 values stay: exact, only wider
                 continue
             rows, cols = int(tensor.shape[1]) if len(tensor.shape) > 1 else 1, int(tensor.shape[0])
-            split = FORMATS[kind].split(np.asarray(tensor.data).reshape(rows, -1), cols)
+            split = _split(FORMATS[kind], np.asarray(tensor.data).reshape(rows, -1), cols)
             split = self._loader_row_order(value.name, split)
-            weight = value.const_value.numpy()
             # A MatMul reads its weight as [in, out], the transpose of the file's rows; a Gather/Gemm(transB) table not.
             transposed = any(use.node.op_type == "MatMul" and use.idx == 1 for use in value.uses())
-            exact = split.values()
-            exact = exact.T if transposed else exact
-            if exact.shape != weight.shape or not np.array_equal(exact, weight):
-                diff = float(np.abs(exact - weight).max()) if exact.shape == weight.shape else f"shape {exact.shape}"
+            weight = value.const_value.numpy()
+            weight = weight.T if transposed else weight
+            difference = _difference(split, weight)
+            if difference:
                 raise ModelError(f"{self.path.name}: tensor {tensor.name} ({kind}) does not reproduce the float weight "
-                                 f"{value.name} that transformers loaded (max difference {diff}); gguf cannot keep it")
+                                 f"{value.name} in the graph ({difference}); gguf cannot keep it")
             value.replace_all_uses_with(_dequantize(editor, value.name, split, transposed))
             self.kept[kind] += 1
         editor.finish()
         return ir.passes.PassResult(model, bool(self.kept))
 
     def _loader_row_order(self, name: str, split: Split) -> Split:
-        """transformers un-permutes llama's query/key rows when it reads them (llama.cpp stores them
-        interleaved for its RoPE); the blocks follow their rows."""
-        if self.config.architecture != "llama" or not name.endswith(("q_proj.weight", "k_proj.weight")):
+        """The float weight's query/key rows are in transformers' order (gguf_source.py); the blocks follow
+        their rows."""
+        heads = interleaved_heads(self.config, name)
+        if not heads:
             return split
-        heads = self.config.heads if name.endswith("q_proj.weight") else self.config.kv_heads
-
-        def order(a: np.ndarray) -> np.ndarray:
-            return a.reshape(heads, a.shape[0] // heads // 2, 2, *a.shape[1:]).swapaxes(1, 2).reshape(a.shape)
-
-        return Split(order(split.q), order(split.scale), None if split.offset is None else order(split.offset),
-                     split.block, split.bits)
+        offset = None if split.offset is None else rotate_half_rows(split.offset, heads)
+        return Split(rotate_half_rows(split.q, heads), rotate_half_rows(split.scale, heads), offset, split.block, split.bits)
 
     def report(self) -> dict:
         return {"gguf_file": self.path.name, "kept_exact": dict(self.kept), "widened_to_float32": dict(self.widened),
                 "float_in_file": dict(self.float_types)}
+
+
+ROWS_PER_CHUNK = 4096  # splitting and checking a large table a few thousand rows at a time keeps temporaries small
+
+
+def _split(fmt, raw: np.ndarray, cols: int) -> Split:
+    parts = [fmt.split(raw[start:start + ROWS_PER_CHUNK], cols) for start in range(0, len(raw), ROWS_PER_CHUNK)]
+    if len(parts) == 1:
+        return parts[0]
+    offsets = None if parts[0].offset is None else np.concatenate([p.offset for p in parts])
+    return Split(np.concatenate([p.q for p in parts]), np.concatenate([p.scale for p in parts]), offsets,
+                 parts[0].block, parts[0].bits)
+
+
+def _difference(split: Split, weight: np.ndarray) -> str:
+    """'' when ``split`` gives exactly ``weight`` [rows, cols], else what differs."""
+    if split.q.shape != weight.shape:
+        return f"shape {split.q.shape} against {weight.shape}"
+    differences = []
+    for start in range(0, len(weight), ROWS_PER_CHUNK):
+        rows = slice(start, start + ROWS_PER_CHUNK)
+        chunk = Split(split.q[rows], split.scale[rows], None if split.offset is None else split.offset[rows],
+                      split.block, split.bits).values()
+        if not np.array_equal(chunk, weight[rows]):
+            differences.append(float(np.abs(chunk - weight[rows]).max()))
+    return f"max difference {max(differences)}" if differences else ""
 
 
 def _dequantize(editor: GraphEditor, hint: str, split: Split, transposed: bool) -> ir.Value:

@@ -93,11 +93,49 @@ def test_gguf_block_weights_on_matmul_nbits(tmp_path, bits, signed, offsets):
     weight = g.model.graph.initializers["w"]
     weight.replace_all_uses_with(_dequantize(editor, "w", split, transposed=True))
     editor.finish()
-    fused, count = lowered(g, lambda graph: lower_block_weights(graph, 0)["MatMulNBits"])
-    assert count == 1 and "DequantizeLinear" not in fused.op_counts()
     x = rng.normal(size=(1, 5, k)).astype(np.float32)
     expected = x @ split.values().T
     np.testing.assert_allclose(run(g, {"x": x}), expected, rtol=1e-4, atol=1e-4)
-    # 8-bit blocks take int8 activations (backends/ort/blockwise.py): close, not exact
-    tolerance = 1e-4 if bits == 4 else 2e-2 * np.abs(expected).max()
-    np.testing.assert_allclose(run(fused, {"x": x}), expected, rtol=1e-4, atol=tolerance)
+    # Float activations (level 0): exact up to float rounding; an 8-bit weight runs as its two 4-bit halves.
+    fused, count = lowered(g, lambda graph: lower_block_weights(graph, 0)["MatMulNBits"])
+    assert count == (1 if bits == 4 else 2) and "DequantizeLinear" not in fused.op_counts()
+    np.testing.assert_allclose(run(fused, {"x": x}), expected, rtol=1e-4, atol=1e-4)
+    if bits == 8:  # int8 activations (level 4): one 8-bit kernel, close but not exact
+        fused, count = lowered(g, lambda graph: lower_block_weights(graph, 4)["MatMulNBits"])
+        assert count == 1
+        np.testing.assert_allclose(run(fused, {"x": x}), expected, rtol=1e-4, atol=2e-2 * np.abs(expected).max())
+
+
+def test_a_tied_8bit_table_is_stored_once_as_two_exact_halves(tmp_path):
+    """Gather and the tied output layer (Gemm transB) on one 8-bit block table, float activations: both read
+    the same two 4-bit halves, and both give the table's exact values."""
+    from edgesdk.llm.gguf_formats import Split
+    from edgesdk.quant.edit import GraphEditor
+    from edgesdk.quant.passes.gguf_weights import _dequantize
+
+    vocab, hidden, block = 50, 64, 32
+    rng = np.random.default_rng(6)
+    split = Split(rng.integers(-127, 128, (vocab, hidden)).astype(np.int8),
+                  # GGUF scales are float16: 11 significant bits, so each half is exact in float32
+                  rng.uniform(0.001, 0.02, (vocab, hidden // block)).astype(np.float16).astype(np.float32), None, block, 8)
+    nodes = [helper.make_node("Gather", ["table", "ids"], ["rows"], name="embed"),
+             helper.make_node("Gemm", ["h", "table"], ["logits"], transB=1, name="output")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("ids", TensorProto.INT64, [1, 4]),
+                                           helper.make_tensor_value_info("h", TensorProto.FLOAT, [3, hidden])],
+                              [helper.make_tensor_value_info("rows", TensorProto.FLOAT, [1, 4, hidden]),
+                               helper.make_tensor_value_info("logits", TensorProto.FLOAT, [3, vocab])],
+                              initializer=[numpy_helper.from_array(np.zeros((vocab, hidden), np.float32), "table")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)], ir_version=10), tmp_path / "m.onnx")
+    g = edgesdk.load(tmp_path / "m.onnx")
+    editor = GraphEditor(g.model.graph)
+    g.model.graph.initializers["table"].replace_all_uses_with(_dequantize(editor, "table", split, transposed=False))
+    editor.finish()
+    fused, _ = lowered(g, lambda graph: lower_block_weights(graph, 0)["MatMulNBits"])
+    counts = fused.op_counts()
+    assert counts["com.microsoft::GatherBlockQuantized"] == 2 and counts["com.microsoft::MatMulNBits"] == 2
+    assert len([name for name in fused.model.graph.initializers if name.endswith("_blocks")]) == 2  # high, low
+    ids, h = np.array([[0, 7, 49, 7]]), rng.normal(size=(3, hidden)).astype(np.float32)
+    rows, logits = ort_session(fused, optimization="basic").run(None, {"ids": ids, "h": h})
+    table = split.values()
+    np.testing.assert_array_equal(rows, table[ids])  # each row exact: the halves add up without rounding
+    np.testing.assert_allclose(logits, h @ table.T, rtol=1e-4, atol=1e-4)
