@@ -233,7 +233,7 @@ def bench_model(name: str, args, work: Path) -> None:
     budget = 2 * fp32_bytes / 1e9 + 1.0
     print(f"\n### {name} ({lm.config.architecture}, {lm.config.layers} layers, vocabulary {lm.config.vocab}); "
           f"{sum(len(w) - 1 for w in windows)} held-out tokens in windows of {args.window}; prompt {len(prompt)} tokens, "
-          f"{args.decode} decode steps; convert budget 2 × {fp32_bytes / 1e9:.2f} GB + 1 GB = {budget:.2f} GB\n")
+          f"{args.decode} decode steps; convert budget 2 × {fp32_bytes / 1e9:.3f} GB + 1 GB = {budget:.3f} GB\n")
     print("| row | size MB | perplexity | vs fp32 | next-token agreement | KL | TTFT ms 1t | decode tok/s 1t | "
           "TTFT ms 2t | decode tok/s 2t | convert peak GB |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
@@ -241,7 +241,7 @@ def bench_model(name: str, args, work: Path) -> None:
     rows += [(label, Path(path).stat().st_size, None) for label, path in peers.items()]
     for label, size, peak in rows:
         a, s = accuracy[label], speed[label]
-        peak_text = f"{peak:.2f}" + (" (over)" if peak > budget else "") if peak is not None else "—"
+        peak_text = f"{peak:.3f}" + (" (over)" if peak > budget else "") if peak is not None else "—"
         print(f"| {label} | {size / 1e6:.0f} | {a['perplexity']:.3f} | {a['perplexity'] / accuracy['fp32']['perplexity'] - 1:+.2%} | "
               f"{a['next_token_agreement']:.4f} | {a['kl_divergence']:.4f} | {s[1]['ttft_ms']:.0f} | {s[1]['decode_tps']:.1f} | "
               f"{s[2]['ttft_ms']:.0f} | {s[2]['decode_tps']:.1f} | {peak_text} |")

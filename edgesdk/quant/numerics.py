@@ -6,6 +6,7 @@ import numpy as np
 
 INT8_MAX = 127
 UINT8_MAX = 255
+COLUMNS_PER_CHUNK = 4096  # block-wise quantization works through a weight this many columns at a time
 
 
 def symmetric_int8(weight: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
@@ -41,6 +42,23 @@ def blockwise(
     k, n = weight.shape
     if k % block:
         raise ValueError(f"K={k} is not a multiple of the block size {block}")
+    q = np.empty((k, n), np.int8)
+    scale = np.empty((k // block, n), np.float32)
+    zp = None if symmetric else np.empty((k // block, n), np.int8)
+    # Columns are independent; a few thousand at a time keep the search's temporaries (several arrays of
+    # the chunk's size per candidate clip) small next to a 262k-row vocabulary table.
+    for start in range(0, n, COLUMNS_PER_CHUNK):
+        columns = slice(start, start + COLUMNS_PER_CHUNK)
+        q[:, columns], scale[:, columns], chunk_zp = _blockwise_columns(weight[:, columns], block, bits, symmetric, search_clip)
+        if zp is not None:
+            zp[:, columns] = chunk_zp
+    return q, scale, zp
+
+
+def _blockwise_columns(
+    weight: np.ndarray, block: int, bits: int, symmetric: bool, search_clip: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    k, n = weight.shape
     groups = weight.reshape(k // block, block, n).astype(np.float32)
     qmax = 2 ** (bits - 1) - 1 if symmetric else 2**bits - 1
     qmin = -(2 ** (bits - 1)) if symmetric else 0

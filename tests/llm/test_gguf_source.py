@@ -52,3 +52,25 @@ def test_llama_query_key_rows_come_back_in_rotate_half_order(tmp_path):
     weights = GgufWeights(path, open_gguf(path), config)
     assert np.array_equal(weights("model.layers.0.self_attn.q_proj.weight"), q)
     assert np.array_equal(weights("model.layers.0.self_attn.k_proj.weight"), k)
+
+
+def test_a_tensor_type_gguf_py_cannot_dequantize_is_named(tmp_path):
+    gguf = pytest.importorskip("gguf")
+    from edgesdk.errors import ModelError
+
+    kind = gguf.GGMLQuantizationType.Q8_1
+    elements, type_size = gguf.GGML_QUANT_SIZES[kind]
+    path = tmp_path / "q8_1.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_block_count(1)
+    writer.add_tensor("blk.0.ffn_up.weight", np.zeros((4, 64 // elements * type_size), np.uint8), raw_dtype=kind)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    config = DecoderConfig(architecture="llama", layers=1, hidden=64, heads=2, kv_heads=2, head_dim=32,
+                           intermediate=4, vocab=16, norm_eps=1e-5, max_context=64, rope_theta=10000.0,
+                           query_scale=32**-0.5)
+    weights = GgufWeights(path, open_gguf(path), config)
+    with pytest.raises(ModelError, match=r"blk\.0\.ffn_up\.weight has type Q8_1, which gguf-py cannot dequantize"):
+        weights("model.layers.0.mlp.up_proj.weight")
