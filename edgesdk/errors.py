@@ -2,6 +2,12 @@
 for a user mistake: it prints the message and exits with the code."""
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (a library's multi-line error in a one-line message)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class EdgeSDKError(Exception):
     exit_code = 1
 

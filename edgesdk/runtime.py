@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ModelError
+from .errors import ModelError, first_line
 
 
 def ort_session(model: Any, threads: int | None = None, optimization: str = "all", low_memory: bool = False):
@@ -48,8 +48,7 @@ def _session(ort, source, options):
     try:
         return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
     except Exception as exc:
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"ONNX Runtime cannot load the model: {text}") from None
+        raise ModelError(f"ONNX Runtime cannot load the model: {first_line(exc)}") from None
 
 
 def run(session, feed: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import onnx
 import onnx_ir as ir
 
-from ..errors import ModelError, UnsupportedOperatorError
+from ..errors import ModelError, UnsupportedOperatorError, first_line
 from ..graph import Graph
 
 # Contrib domains that ONNX Runtime implements; other custom domains are unsupported unless the model
@@ -39,8 +39,7 @@ def load_onnx(path: Path) -> Graph:
         # Given a path, the checker reads external weights itself and handles models over 2 GB.
         onnx.checker.check_model(str(path) if external else proto)
     except onnx.checker.ValidationError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise ModelError(f"{path}: the ONNX checker rejects the model: {first}") from None
+        raise ModelError(f"{path}: the ONNX checker rejects the model: {first_line(exc)}") from None
     if external:
         check_external_data(proto, path)
         model = ir.load(path)  # weights stay in their files (memory-mapped) until something reads them

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import MissingDependencyError, ModelError
+from ..errors import MissingDependencyError, ModelError, first_line
 from .config import SUPPORTED, DecoderConfig
 
 GGUF_ARCHITECTURES = {"gemma3": "gemma3_text"}  # GGUF architecture -> transformers model_type, where they differ
@@ -124,8 +124,3 @@ def load_gguf(path: Path) -> tuple[DecoderConfig, GgufWeights, Any]:
         raise ModelError(f"{path}: transformers cannot read its config or tokenizer: {first_line(exc)}") from None
     config = from_transformers(hf_config)
     return config, GgufWeights(path, reader, config), tokenizer
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

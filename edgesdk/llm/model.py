@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ModelError
+from ..errors import ModelError, first_line
 from .builder import cache_names
 from .config import DecoderConfig
 
@@ -85,4 +85,4 @@ def load_tokenizer(directory: Path):
     try:
         return AutoTokenizer.from_pretrained(directory)
     except Exception as exc:
-        raise ModelError(f"{directory}: cannot load the tokenizer: {str(exc).strip().splitlines()[0]}") from None
+        raise ModelError(f"{directory}: cannot load the tokenizer: {first_line(exc)}") from None

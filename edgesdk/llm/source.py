@@ -12,21 +12,17 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import MissingDependencyError, ModelError
+from ..errors import MissingDependencyError, ModelError, first_line
 from .config import DecoderConfig, from_transformers
-from .gguf_source import first_line
 
 
 @dataclasses.dataclass
 class CausalLM:
     config: DecoderConfig
-    read: Callable[[str], np.ndarray]  # transformers parameter name -> float32 array, each read once
+    weight: Callable[[str], np.ndarray]  # transformers parameter name -> float32 array, each read once
     tokenizer: Any  # a transformers tokenizer, or None
     name: str
     source: str
-
-    def weight(self, name: str) -> np.ndarray:
-        return self.read(name)
 
 
 class _StateDict:

@@ -132,17 +132,21 @@ def _matmul_nbits_inputs(lowered: _Lowered, w: BlockWeight, hint: str) -> list[i
     return [lowered.data(w), scales, zero_point]
 
 
-# ORT 1.31's 8-bit MatMulNBits with float activations (accuracy level 0) is ~20x slower than an fp32 MatMul
-# (640x2048 at one token: 1.65 ms against 0.08 ms; int8 activations: 0.02 ms): 8-bit blocks always take
-# int8 activations.
-EIGHT_BIT_ACCURACY_LEVEL = 4
+INT8_ACTIVATIONS = 4  # MatMulNBits accuracy level: activations quantized to int8 per block
+
+
+def _kernel_weights(w: BlockWeight, accuracy_level: int) -> list[BlockWeight]:
+    """The weights MatMulNBits / GatherBlockQuantized run for ``w``: an 8-bit one as its two exact 4-bit
+    halves unless the activations are int8 (ORT 1.31's 8-bit kernel with float activations is ~20x slower
+    than its 4-bit one: python benchmarks/ort_block_kernels.py)."""
+    return w.nibbles() if w.bits == 8 and accuracy_level < INT8_ACTIVATIONS else [w]
 
 
 def lower_block_weights(graph: ir.Graph, accuracy_level: int = 4) -> dict[str, int]:
     """MatMul / Gemm(transB) on a block weight → MatMulNBits; Gather of an 8-bit block table →
     GatherBlockQuantized (4-bit tables are lowering.lower_embedding_gathers' job). Both read one copy.
-    ``accuracy_level`` 4: int8 activations; 0: float activations, and 8-bit weights then run as their two
-    exact 4-bit halves (BlockWeight.nibbles), their products added."""
+    ``accuracy_level`` 4: int8 activations; below 4, float activations, and 8-bit weights then run as their
+    two exact 4-bit halves (BlockWeight.nibbles), their products added."""
     editor = GraphEditor(graph)
     lowered = _Lowered(editor)
     counts = {"MatMulNBits": 0, "GatherBlockQuantized": 0, "offset corrections": 0}
@@ -154,7 +158,7 @@ def lower_block_weights(graph: ir.Graph, accuracy_level: int = 4) -> dict[str, i
         if node.op_type == "Gather" and node.attributes.get_int("axis", 0) == 0:
             w = read_table(node.inputs[0])
             if w is not None and w.bits == 8 and w.offset is None:
-                parts = w.nibbles() if accuracy_level == 0 else [w]  # the halves a tied output layer reads
+                parts = _kernel_weights(w, accuracy_level)  # the same bytes a tied output layer reads
                 _replace(editor, node.outputs[0], _sum(editor, [_gather_rows(editor, lowered, node, p) for p in parts], node.name))
                 counts["GatherBlockQuantized"] += len(parts)
             continue
@@ -169,12 +173,11 @@ def lower_block_weights(graph: ir.Graph, accuracy_level: int = 4) -> dict[str, i
             continue
         n, k = w.q.shape
         bias, replaced = _bias_after(node) if node.op_type == "MatMul" else (None, node.outputs[0])
-        parts = w.nibbles() if w.bits == 8 and accuracy_level == 0 else [w]
+        parts = _kernel_weights(w, accuracy_level)
         products = []
         for index, part in enumerate(parts):
             inputs = _matmul_nbits_inputs(lowered, part, f"{node.inputs[1].name or node.name}{part.part}")
-            level = accuracy_level if part.bits == 4 else EIGHT_BIT_ACCURACY_LEVEL
-            attributes = {"K": k, "N": n, "bits": part.bits, "block_size": w.block, "accuracy_level": level}
+            attributes = {"K": k, "N": n, "bits": part.bits, "block_size": w.block, "accuracy_level": accuracy_level}
             with_bias = [None, bias] if bias is not None and index == 0 else []
             products.append(editor.add("MatMulNBits", [node.inputs[0], *inputs, *with_bias], attributes,
                                        hint=f"{node.name}_int{part.bits}{part.part}", domain=MS).outputs[0])

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import ModelError, UnsupportedOperatorError
+from ...errors import ModelError, UnsupportedOperatorError, first_line
 from . import ops
 from .graph_view import GraphView, Node, other_input
 from .groups import ChannelPlan, Grouped, concatenated, slices, unpermute
@@ -287,8 +287,7 @@ class Tracer:
                 raise
             except Exception as exc:
                 self.folding = False
-                text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise ModelError(f"cannot lower node '{node.name}' ({node.op_type}): {text}") from None
+                raise ModelError(f"cannot lower node '{node.name}' ({node.op_type}): {first_line(exc)}") from None
             for i, (out, value) in enumerate(zip(node.outputs, result)):
                 if out:
                     env[out] = self._output(node, lowering, ctx.key, i, out, value)
