@@ -42,9 +42,14 @@ class TensorSpec:
         return cls(document["name"], document["dtype"], tuple(document["shape"]))
 
 
+def numpy_dtype(dtype: ir.DataType | None) -> type | None:
+    """The numpy type ONNX Runtime takes for this element type, None for the ones numpy lacks."""
+    return _NP_DTYPES.get(dtype) if dtype is not None else None
+
+
 def _spec(value: ir.Value) -> TensorSpec:
     dtype = value.dtype
-    np_dtype = _NP_DTYPES.get(dtype) if dtype is not None else None
+    np_dtype = numpy_dtype(dtype)
     shape: tuple[int | str | None, ...] = ()
     if value.shape is not None:
         shape = tuple(d if isinstance(d, int) else (d.value if d.value is not None else None) for d in value.shape)

@@ -24,9 +24,14 @@ class GraphEditor:
         self._taken.add(candidate)
         return candidate
 
-    def constant(self, hint: str, array: np.ndarray, dtype: ir.DataType | None = None) -> ir.Value:
+    def constant(self, hint: str, array: np.ndarray | ir.LazyTensor, dtype: ir.DataType | None = None) -> ir.Value:
+        """A new initializer; a LazyTensor is computed whenever its values are read, never kept."""
         name = self.name(hint)
-        tensor = ir.tensor(array, dtype=dtype, name=name)
+        if isinstance(array, ir.LazyTensor):
+            tensor = array
+            tensor.name = name
+        else:
+            tensor = ir.tensor(array, dtype=dtype, name=name)
         value = ir.Value(name=name, shape=ir.Shape(tensor.shape), type=ir.TensorType(tensor.dtype), const_value=tensor)
         self.graph.register_initializer(value)
         return value

@@ -7,17 +7,43 @@ import numpy as np
 INT8_MAX = 127
 UINT8_MAX = 255
 COLUMNS_PER_CHUNK = 4096  # block-wise quantization works through a weight this many columns at a time
+ROWS_PER_CHUNK = 4096  # per-channel int8 through this many rows at a time
 
 
 def symmetric_int8(weight: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel symmetric int8 along ``axis`` (the output channels); returns (int8 values, scales)."""
+    if weight.ndim != 2:
+        return _symmetric_int8(weight, axis)
+    # A 2-D weight goes through its rows a few thousand at a time: a 262k-row vocabulary table would
+    # otherwise need several float temporaries of its whole size.
+    axis %= 2
+    rows = range(0, weight.shape[0], ROWS_PER_CHUNK)
+    if axis == 0:
+        parts = [_symmetric_int8(weight[r : r + ROWS_PER_CHUNK], 0) for r in rows]
+        return np.concatenate([q for q, _ in parts]), np.concatenate([s for _, s in parts])
+    absmax = np.max([np.abs(weight[r : r + ROWS_PER_CHUNK]).max(axis=0) for r in rows], axis=0)
+    scale = _scale(absmax)
+    q = np.empty(weight.shape, np.int8)
+    for r in rows:
+        q[r : r + ROWS_PER_CHUNK] = _round_int8(weight[r : r + ROWS_PER_CHUNK], scale.reshape(1, -1))
+    return q, scale
+
+
+def _symmetric_int8(weight: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
     reduce_axes = tuple(a for a in range(weight.ndim) if a != axis % weight.ndim)
-    absmax = np.abs(weight).max(axis=reduce_axes)
-    scale = np.where(absmax > 0, absmax / INT8_MAX, 1.0).astype(np.float32)
+    scale = _scale(np.abs(weight).max(axis=reduce_axes))
     shape = [1] * weight.ndim
     shape[axis] = -1
-    q = np.clip(np.rint(weight / scale.reshape(shape)), -INT8_MAX, INT8_MAX).astype(np.int8)
-    return q, scale
+    return _round_int8(weight, scale.reshape(shape)), scale
+
+
+def _scale(absmax: np.ndarray) -> np.ndarray:
+    return np.where(absmax > 0, absmax / INT8_MAX, 1.0).astype(np.float32)
+
+
+def _round_int8(weight: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    scaled = weight / scale
+    return np.clip(np.rint(scaled, out=scaled), -INT8_MAX, INT8_MAX, out=scaled).astype(np.int8)
 
 
 def asymmetric_uint8(low: float, high: float) -> tuple[np.float32, np.uint8]:

@@ -143,10 +143,11 @@ class Int8(Recipe):
             smooth = SmoothQuantPass(stats, self.smooth_alpha, insert_mul=True, min_outlier_ratio=self.smooth_min_outlier_ratio)
             smooth(q.model)
             report["smoothed_activations"] = len(smooth.smoothed)
-        weights = Int8WeightsPass()
+        weights = Int8WeightsPass(share_tables_now=False)
         weights(q.model)
         # Ranges are observed on the smoothed graph: smoothing changed the activations they describe.
         stats = collect(q, activation_names(self.attention_matmuls), data, self.calibration_samples)
+        weights.share_tables()
         with progress.step("inserting quantize/dequantize pairs"):
             acts = StaticActivationsPass(stats, self.percentile, self.attention_matmuls)
             acts(q.model)

@@ -5,12 +5,11 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import onnx_ir as ir
 
 from .. import progress
 from ..calibration import CalibrationData
 from ..graph import Graph
-from ..runtime import ort_session
+from ..runtime import WeightFedSession
 
 # A bounded, evenly spaced sample of each observed tensor's values is kept for percentile ranges.
 _SAMPLE_PER_OBSERVATION = 1 << 12
@@ -55,26 +54,11 @@ class TensorStats:
 
 def collect(graph: Graph, names: list[str], data: CalibrationData, limit: int | None = None) -> dict[str, TensorStats]:
     """Run ``graph`` on ``data`` exposing the tensors ``names`` as outputs; return their statistics."""
-    outputs = graph.model.graph.outputs
-    values = {v.name: v for v in _all_values(graph.model.graph)}
-    existing = {v.name for v in outputs}
-    added = [values[name] for name in names if name not in existing]
-    # Expose the tensors only while the session is built (it reads a serialized copy), not a deep clone.
-    outputs.extend(added)
-    try:
-        # No prepacked weight copies: a language model's weights would otherwise sit in memory twice.
-        session = ort_session(graph, optimization="basic", low_memory=True)
-    finally:
-        del outputs[len(outputs) - len(added):]
+    # The weights are fed from the graph's own arrays: a language model's are not held twice.
+    session = WeightFedSession(graph, outputs=names)
     stats = {name: TensorStats() for name in names}
     total = min(len(data), limit) if limit else len(data)
     for feed in progress.track(data.feeds(graph, limit), "calibrating", total=total):
         for name, array in zip(names, session.run(names, feed)):
             stats[name].observe(array)
     return stats
-
-
-def _all_values(graph: ir.Graph):
-    yield from graph.inputs
-    for node in graph:
-        yield from node.outputs

@@ -17,6 +17,19 @@ def test_symmetric_int8_error_is_within_half_a_step():
     assert np.all(np.abs(q * scale - w) <= scale / 2 + 1e-7)
 
 
+@pytest.mark.parametrize("axis", [0, 1])
+def test_symmetric_int8_by_row_chunks_matches_the_whole_array(axis, monkeypatch):
+    from edgesdk.quant import numerics
+
+    monkeypatch.setattr(numerics, "ROWS_PER_CHUNK", 7)  # ragged last chunk
+    w = np.random.default_rng(1).normal(0, 0.05, (50, 12)).astype(np.float32)
+    q, scale = symmetric_int8(w, axis=axis)
+    absmax = np.abs(w).max(axis=1 - axis)
+    np.testing.assert_array_equal(scale, (absmax / 127).astype(np.float32))
+    expected = np.clip(np.rint(w / np.expand_dims(scale, 1 - axis)), -127, 127).astype(np.int8)
+    np.testing.assert_array_equal(q, expected)
+
+
 def test_uint8_range_covers_the_observed_range():
     scale, zp = asymmetric_uint8(-0.3, 2.1)
     assert np.isclose((0 - int(zp)) * scale, -0.3, atol=scale) and np.isclose((255 - int(zp)) * scale, 2.1, atol=scale)

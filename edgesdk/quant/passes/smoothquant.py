@@ -23,6 +23,16 @@ def outlier_ratio(channel_absmax: np.ndarray) -> float:
     return float(channel_absmax.max()) / median if median > 0 else float("inf")
 
 
+def _scaled(linear: Linear, scale: np.ndarray) -> ir.LazyTensor:
+    """The weight with its input channels multiplied by ``scale``, computed when read: the pass that
+    quantizes it next reads it once, so a whole model's smoothed float copies never sit in memory."""
+    source = linear.weight.const_value
+    shape = [1, 1]
+    shape[linear.input_axis] = -1
+    return ir.LazyTensor(lambda: ir.tensor(source.numpy() * scale.reshape(shape)), dtype=ir.DataType.FLOAT,
+                         shape=ir.Shape(source.shape))
+
+
 class SmoothQuantPass(ir.passes.InPlacePass):
     def __init__(
         self, stats: dict[str, TensorStats], alpha: float = 0.5, insert_mul: bool = False, min_outlier_ratio: float = 0.0
@@ -63,11 +73,8 @@ class SmoothQuantPass(ir.passes.InPlacePass):
             scale = np.power(np.maximum(act_max, 1e-5), self.alpha) / np.power(np.maximum(weight_max, 1e-5), 1 - self.alpha)
             scale = np.clip(scale, 1e-2, 1e3).astype(np.float32)
             for linear in group:
-                w = linear.weight_array()
-                shape = [1, 1]
-                shape[linear.input_axis] = -1
                 # a new constant, not an in-place edit: a weight tied to another layer must stay as it is there
-                smoothed = editor.constant(f"{linear.weight.name}_smoothed", (w * scale.reshape(shape)).astype(np.float32))
+                smoothed = editor.constant(f"{linear.weight.name}_smoothed", _scaled(linear, scale))
                 linear.node.replace_input_with(1, smoothed)
             if foldable:
                 for index in (1, 2):

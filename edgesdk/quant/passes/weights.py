@@ -11,12 +11,22 @@ from ..patterns import linears
 
 
 class Int8WeightsPass(ir.passes.InPlacePass):
-    """Per-output-channel symmetric int8 weights for every MatMul/Gemm with a constant weight."""
+    """Per-output-channel symmetric int8 weights for every MatMul/Gemm with a constant weight.
 
-    def __init__(self, skip: set[str] | None = None):
+    A [vocab, hidden] table an output layer shares with embedding Gathers is quantized once; the Gathers
+    read its quantized form at once, or only when ``share_tables`` is called if ``share_tables_now`` is off
+    (a calibration run in between then gathers from the float table instead of dequantizing the whole
+    table at every run)."""
+
+    def __init__(self, skip: set[str] | None = None, share_tables_now: bool = True):
         super().__init__()
-        self.skip = skip or set()
+        self.skip, self.share_tables_now = skip or set(), share_tables_now
         self.quantized: list[str] = []
+        self.tables: list[tuple[ir.Value, ir.Value]] = []  # (float table, its dequantized form)
+
+    def share_tables(self) -> None:
+        for table, dequantized in self.tables:
+            share_with_gathers(table, dequantized)
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         editor = GraphEditor(model.graph)
@@ -27,9 +37,11 @@ class Int8WeightsPass(ir.passes.InPlacePass):
             dq = dequantize_node(editor, linear.weight.name, q, scale, np.zeros_like(scale, dtype=np.int8), linear.weight_axis)
             linear.node.replace_input_with(1, dq.outputs[0])
             if linear.weight_axis == 0:  # per row of a [vocab, hidden] table: what an embedding Gather reads too
-                share_with_gathers(linear.weight, dq.outputs[0])
+                self.tables.append((linear.weight, dq.outputs[0]))
             self.quantized.append(linear.node.name)
         editor.finish()
+        if self.share_tables_now:
+            self.share_tables()
         return ir.passes.PassResult(model, bool(self.quantized))
 
 
