@@ -142,7 +142,7 @@ def _write_artifact(graph: Graph, target: Target, backend, out: Path, reference_
         # float one maps its weights; the artifact runs as it will everywhere (ORT's prepacked int8 kernels
         # compute differently from the unpacked ones).
         add_language_model(manifest, graph.lm, out, feeds, lambda: _float_runner(float_path, low_memory=True),
-                           lambda: backend.host_runner(out / exported.model_file, exported.info))
+                           lambda: backend.host_runner(out / exported.model_file, exported.info, lean=True))
     elif feeds:
         expected = _run_all(_float_runner(float_path), feeds, "float reference")
         manifest["reference"] = write_reference(out, feeds, expected)

@@ -5,7 +5,8 @@
     recipes                        the recipe names it can express (None: all)
     device_modules, install        what the device runner imports, and the command that installs it
     export(graph, target, out_dir, feeds)           -> Exported (files written + manifest entries)
-    host_runner(model_path, info, threads)          -> feed -> {output: array}, to check it on this machine
+    host_runner(model_path, info, threads, lean)    -> feed -> {output: array}, to check it on this machine
+                                                      (lean: a one-off check, memory before speed)
     device_runner(target, info)                     -> DeviceRunner: files to push + argv
     describe(model_path, info) / describe_lines     what ``inspect`` shows of its model file
 
@@ -104,7 +105,8 @@ class Backend:
     def export(self, graph, target, out_dir: Path, feeds: list[Feed]) -> Exported:
         raise NotImplementedError
 
-    def host_runner(self, model_path: Path, info: dict[str, Any], threads: int | None = None) -> HostRunner:
+    def host_runner(self, model_path: Path, info: dict[str, Any], threads: int | None = None,
+                    lean: bool = False) -> HostRunner:
         raise NotImplementedError
 
     def device_runner(self, target, info: dict[str, Any]) -> DeviceRunner:

@@ -56,10 +56,11 @@ class OrtBackend(Backend):
         weights = [f.name for f in out_dir.glob(f"{path.name}.data")]  # written beside it for large models
         return Exported("model.onnx", device_files=weights, info={"ort_kernels": counts})
 
-    def host_runner(self, model_path: Path, info: dict[str, Any], threads: int | None = None):
+    def host_runner(self, model_path: Path, info: dict[str, Any], threads: int | None = None, lean: bool = False):
         from ...runtime import ort_session, run
 
-        session = ort_session(Path(model_path), threads=threads)
+        # lean: no memory arena (buffers go back after each run; a 262k-vocabulary LM's check stays in budget)
+        session = ort_session(Path(model_path), threads=threads, arena=not lean)
         return lambda feed: run(session, feed)
 
     def device_runner(self, target, info: dict[str, Any]):

@@ -65,7 +65,7 @@ class TFLiteBackend(Backend):
                   for name, value in feeds[0].items()]
         return Exported("model.tflite", info={"io": io, "int8_io": options.int8_io}, inputs=inputs)
 
-    def host_runner(self, model_path: Path, info: dict[str, Any], threads: int | None = None):
+    def host_runner(self, model_path: Path, info: dict[str, Any], threads: int | None = None, lean: bool = False):
         from .interpreter import host_runner
 
         return host_runner(model_path, info["io"], threads)
