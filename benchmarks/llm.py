@@ -47,8 +47,12 @@ RECIPES = {
     "gguf-int8-act": ["--recipe", "gguf", "-O", "float_activations=false"],  # ORT's int8-activation kernels
     "int8": ["--recipe", "int8"],
     "int8-dynamic": ["--recipe", "int8-dynamic"],
-    "int4": ["--recipe", "int4"],
+    "int8-weights": ["--recipe", "int8-weights"],
+    "int4": ["--recipe", "int4"],  # round-to-nearest with clip search (int4-rtn)
+    "int4-awq": ["--recipe", "int4-awq"],
+    "int4-gptq": ["--recipe", "int4-gptq"],
 }
+CALIBRATED = {"int8", "int4-awq", "int4-gptq"}  # rows converted with --calib (the calibration text)
 LLAMA_CPP = {"llama.cpp GGUF as is": None, "llama.cpp Q8_0": "Q8_0", "llama.cpp Q4_0": "Q4_0"}
 
 
@@ -200,7 +204,7 @@ def bench_model(name: str, args, work: Path) -> None:
     for recipe in recipes:
         out = work / name / recipe
         argv = [sys.executable, "-m", "edgesdk.cli", "convert", str(gguf_path), *RECIPES[recipe], "-o", str(out), "--json"]
-        if recipe == "int8":
+        if recipe in CALIBRATED:
             argv += ["--calib", str(work / "calib.txt")]
         started = time.perf_counter()
         _, peak = run_with_peak(argv)

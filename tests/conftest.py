@@ -49,7 +49,9 @@ def minilm_artifacts(workdir, minilm_graph, minilm_data):
 
     def build(recipe: str):
         if recipe not in cache:
-            quantized = edgesdk.quantize(minilm_graph, recipe, calibration=calib if recipe == "int8" else None)
+            from edgesdk.quant.recipes import REGISTRY
+
+            quantized = edgesdk.quantize(minilm_graph, recipe, calibration=calib if REGISTRY[recipe].needs_calibration else None)
             cache[recipe] = edgesdk.export(quantized, "host", workdir / f"artifact-{recipe}", reference_data=calib)
         return cache[recipe]
 

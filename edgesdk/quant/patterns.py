@@ -66,6 +66,31 @@ def linears(graph: ir.Graph) -> list[Linear]:
     return found
 
 
+def linear_groups(graph: ir.Graph) -> dict[ir.Value, list[Linear]]:
+    """Linear layers grouped by the activation they read (a layer's Q/K/V projections share one)."""
+    groups: dict[ir.Value, list[Linear]] = {}
+    for linear in linears(graph):
+        groups.setdefault(linear.activation, []).append(linear)
+    return groups
+
+
+def output_linear(graph: ir.Graph) -> Linear | None:
+    """The linear layer that makes the first graph output (a language model's logits), through at most a
+    few elementwise ops after it (a logit soft-cap), if any."""
+    value = graph.outputs[0] if graph.outputs else None
+    by_node = {id(linear.node): linear for linear in linears(graph)}
+    for _ in range(4):
+        node = value.producer() if value is not None else None
+        if node is None:
+            return None
+        if id(node) in by_node:
+            return by_node[id(node)]
+        if node.op_type not in ("Mul", "Div", "Tanh", "Add", "Cast"):
+            return None
+        value = node.inputs[0]
+    return None
+
+
 def activation_matmuls(graph: ir.Graph) -> list[ir.Node]:
     return [
         n

@@ -1,64 +1,90 @@
-"""Observe activations: run the float graph on calibration feeds and keep per-tensor statistics."""
+"""Observe activations: run the float graph on calibration feeds and feed the tensors a pass names to its
+observers (quant/observers.py)."""
 
 from __future__ import annotations
 
-import dataclasses
-
-import numpy as np
+from collections.abc import Callable, Iterator
 
 from .. import progress
 from ..calibration import CalibrationData
 from ..graph import Graph
 from ..runtime import WeightFedSession
+from .observers import Observer, Ranges
 
-# A bounded, evenly spaced sample of each observed tensor's values is kept for percentile ranges.
-_SAMPLE_PER_OBSERVATION = 1 << 12
-
-
-@dataclasses.dataclass
-class TensorStats:
-    """Range statistics of one activation over all calibration samples."""
-
-    min: float = np.inf
-    max: float = -np.inf
-    channel_absmax: np.ndarray | None = None  # per channel of the last axis
-    _samples: list[np.ndarray] = dataclasses.field(default_factory=list, repr=False)
-    _seen: int = 0
-
-    def observe(self, x: np.ndarray) -> None:
-        x = np.asarray(x, dtype=np.float32)
-        if x.size == 0:
-            return
-        self.min = min(self.min, float(x.min()))
-        self.max = max(self.max, float(x.max()))
-        if x.ndim >= 2:
-            per_channel = np.abs(x.reshape(-1, x.shape[-1])).max(axis=0)
-            self.channel_absmax = per_channel if self.channel_absmax is None else np.maximum(self.channel_absmax, per_channel)
-        flat = x.ravel()
-        stride = max(1, flat.size // _SAMPLE_PER_OBSERVATION)
-        self._samples.append(flat[self._seen % stride :: stride].copy())
-        self._seen += 1
-
-    def percentile_range(self, percentile: float) -> tuple[float, float]:
-        """The [low, high] covering ``percentile`` % of values, never wider than the observed min/max."""
-        values = np.concatenate(self._samples)
-        low = float(np.percentile(values, 100.0 - percentile))
-        high = float(np.percentile(values, percentile))
-        return max(low, self.min), min(high, self.max)
-
-    def range(self, percentile: float | None) -> tuple[float, float]:
-        if percentile is None or percentile >= 100.0:
-            return self.min, self.max
-        return self.percentile_range(percentile)
+# Observers of one calibration run hold at most this much; more (a Gram matrix per linear of a 0.5B model
+# is ~2 GB) are observed in several runs over the same data.
+OBSERVER_BYTES = 1 << 30
 
 
-def collect(graph: Graph, names: list[str], data: CalibrationData, limit: int | None = None) -> dict[str, TensorStats]:
-    """Run ``graph`` on ``data`` exposing the tensors ``names`` as outputs; return their statistics."""
-    # The weights are fed from the graph's own arrays: a language model's are not held twice.
-    session = WeightFedSession(graph, outputs=names)
-    stats = {name: TensorStats() for name in names}
+def collect(
+    graph: Graph,
+    names: list[str],
+    data: CalibrationData,
+    limit: int | None = None,
+    observer: Callable[[], Observer] = Ranges,
+    budget: int = OBSERVER_BYTES,
+) -> dict[str, Observer]:
+    """Run ``graph`` on ``data`` exposing the tensors ``names``; return one ``observer()`` per tensor that
+    has seen all of them."""
+    observed: dict[str, Observer] = {}
+    for group in collect_in_groups(graph, names, data, limit, observer, budget):
+        observed.update(group)
+    return observed
+
+
+def collect_in_groups(
+    graph: Graph,
+    names: list[str],
+    data: CalibrationData,
+    limit: int | None = None,
+    observer: Callable[[], Observer] = Ranges,
+    budget: int = OBSERVER_BYTES,
+) -> Iterator[dict[str, Observer]]:
+    """As ``collect``, one group of tensors (in the order given) at a time, each group's observers within
+    ``budget``: a pass can use a group and let it go before the next is observed (GPTQ's Hessians), and
+    the next group is observed on the graph as that pass left it."""
     total = min(len(data), limit) if limit else len(data)
-    for feed in progress.track(data.feeds(graph, limit), "calibrating", total=total):
-        for name, array in zip(names, session.run(names, feed)):
-            stats[name].observe(array)
-    return stats
+    groups = _groups(graph, names, observer, budget)
+    for index, group in enumerate(groups):
+        observers = {name: observer() for name in group}
+        # The weights are fed from the graph's own arrays: a language model's are not held twice.
+        session = WeightFedSession(graph, outputs=group)
+        label = "calibrating" if len(groups) == 1 else f"calibrating ({index + 1}/{len(groups)})"
+        for feed in progress.track(data.feeds(graph, limit), label, total=total):
+            for name, array in zip(group, session.run(group, feed)):
+                observers[name].observe(array)
+        del session
+        yield observers
+
+
+def _groups(graph: Graph, names: list[str], observer: Callable[[], Observer], budget: int) -> list[list[str]]:
+    """The names in runs whose observers' estimated memory stays within ``budget`` (one name at least)."""
+    channels = {v.name: _last_dim(v) for n in graph.model.graph for v in n.outputs}
+    channels.update({v.name: _last_dim(v) for v in graph.model.graph.inputs})
+    groups: list[list[str]] = [[]]
+    used = 0
+    probe = observer()
+    for name in names:
+        size = probe.estimated_bytes(channels.get(name, 1))
+        if groups[-1] and used + size > budget:
+            groups.append([])
+            used = 0
+        groups[-1].append(name)
+        used += size
+    return groups
+
+
+def _last_dim(value) -> int:
+    """The tensor's channels: its last dimension, or, where shapes were not inferred, the input size of a
+    linear layer that reads it."""
+    shape = value.shape
+    if shape is not None and len(shape) and isinstance(shape[-1], int):
+        return shape[-1]
+    for use in value.uses():
+        node = use.node
+        weight = node.inputs[1] if use.idx == 0 and node.op_type in ("MatMul", "Gemm") and len(node.inputs) > 1 else None
+        if weight is not None and weight.shape is not None and len(weight.shape) == 2:
+            k = weight.shape[1] if node.op_type == "Gemm" and node.attributes.get_int("transB", 0) else weight.shape[0]
+            if isinstance(k, int):
+                return k
+    return 1

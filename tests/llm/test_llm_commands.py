@@ -61,12 +61,14 @@ def gguf_artifact(deployed):
 
 @pytest.fixture(scope="module")
 def artifacts(gemma_graph, lm_text, int8_artifact, gguf_artifact, tmp_path_factory):
-    """One artifact per recipe."""
+    """One artifact per recipe (int4-rtn is int4 with its default rounding: the same artifact)."""
     calibration, _ = lm_text
     made = {"int8": int8_artifact, "gguf": gguf_artifact}
-    for recipe in sorted(set(REGISTRY) - set(made)):
-        quantized = edgesdk.quantize(gemma_graph, recipe, calibration=str(calibration))
+    for recipe in sorted(set(REGISTRY) - set(made) - {"int4-rtn"}):
+        options = {"calibration_samples": CALIBRATION_WINDOWS} if REGISTRY[recipe].needs_calibration else {}
+        quantized = edgesdk.quantize(gemma_graph, recipe, calibration=str(calibration), **options)
         made[recipe] = edgesdk.export(quantized, "host", tmp_path_factory.mktemp("gemma") / recipe).path
+    made["int4-rtn"] = made["int4"]
     return made
 
 
@@ -83,6 +85,19 @@ def test_int8_perplexity_against_the_float_model(int8_artifact, lm_text, capsys)
     assert report["perplexity_increase"] < 0.15  # int8 on a 270M model: a few percent
     assert report["next_token_agreement"] > 0.8
     assert 0.0 < report["kl_divergence"] < 0.2
+
+
+def test_weight_only_recipes_perplexity(artifacts, lm_text, capsys):
+    increase = {recipe: evaluated(capsys, artifacts[recipe], lm_text[1])["perplexity_increase"]
+                for recipe in ("int8-weights", "int4-rtn", "int4-awq", "int4-gptq")}
+    # benchmarks/llm.py on 2040 held-out tokens in windows of 256: int8-weights +0.21 % (the issue's bar is
+    # +0.5 %), int4 +54.0 % (rtn), +25.7 % (awq), +17.6 % (gptq). Here, 8 windows of 128 tokens (less
+    # context, so every error weighs more; 4 windows gave int8-weights +2.2 %, too few tokens to judge) and
+    # 16 calibration windows: measured +0.62 %, +63.9 %, +22.8 %, +27.9 %. Each calibrated int4 must beat
+    # plain rounding clearly.
+    assert increase["int8-weights"] < 0.01, increase
+    assert increase["int4-awq"] < 0.8 * increase["int4-rtn"], increase
+    assert increase["int4-gptq"] < 0.8 * increase["int4-rtn"], increase
 
 
 def test_gguf_keeps_the_files_blocks_exactly(gguf_artifact, lm_text, capsys):
@@ -167,7 +182,8 @@ def test_each_recipe_keeps_next_token_agreement(artifacts):
     for recipe, path in artifacts.items():
         agreement = json.loads((path / "manifest.json").read_text())["accuracy"]["next_token"]["next_token_agreement"]
         # 126 reference positions at export; gguf keeps the float weights and activations: float rounding only
-        floor = {"fp32": 1.0, "gguf": 0.99, "int8": 0.7, "int8-dynamic": 0.7, "int4": 0.5}[recipe]
+        floor = {"fp32": 1.0, "gguf": 0.99, "int8": 0.7, "int8-dynamic": 0.7, "int8-weights": 0.85,
+                 "int4": 0.5, "int4-rtn": 0.5, "int4-awq": 0.5, "int4-gptq": 0.5}[recipe]
         assert agreement >= floor, (recipe, agreement)
 
 

@@ -11,7 +11,8 @@ from edgesdk.quant.recipes import REGISTRY, get_recipe
 
 
 def test_unknown_recipe_lists_the_known_ones():
-    with pytest.raises(UsageError, match=r"unknown recipe 'int3' \(known: fp32, gguf, int4, int8, int8-dynamic\)"):
+    known = "fp32, gguf, int4, int4-awq, int4-gptq, int4-rtn, int8, int8-dynamic, int8-weights"
+    with pytest.raises(UsageError, match=rf"unknown recipe 'int3' \(known: {known}\)"):
         get_recipe("int3")
 
 
@@ -21,6 +22,19 @@ def test_options_are_typed_and_checked():
         get_recipe("int4", block_size=48)
     with pytest.raises(UsageError, match="smoothing: Unexpected keyword argument"):
         get_recipe("int8", smoothing=0.5)
+    with pytest.raises(UsageError, match="rounding: Input should be 'rtn', 'awq' or 'gptq'"):
+        get_recipe("int4", rounding="hqq")
+    with pytest.raises(UsageError, match="rounding: Input should be 'awq'"):  # the named recipe fixes its method
+        get_recipe("int4-awq", rounding="gptq")
+    with pytest.raises(UsageError, match="output_bits: Input should be 4 or 8"):
+        get_recipe("int4-gptq", output_bits=6)
+
+
+def test_calibrated_int4_without_data_says_what_it_needs(minilm_graph):
+    from edgesdk.errors import CalibrationError
+
+    with pytest.raises(CalibrationError, match=r"recipe 'int4-gptq \(rounding gptq\)' needs calibration data"):
+        edgesdk.quantize(minilm_graph, "int4-gptq")
 
 
 @pytest.mark.parametrize("recipe", sorted(r for r, cls in REGISTRY.items() if cls.takes == "any model"))

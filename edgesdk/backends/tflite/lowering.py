@@ -12,7 +12,7 @@ Three modes, one graph walk:
              then runs in its quantization-aware mode (no representative dataset: TF calibrates nothing;
              a tensor without a range would stay float, which convert.py refuses):
              - at the graph's QuantizeLinear points, the graph's own range (-zp·s, (255-zp)·s): exact;
-             - elsewhere, the range edgesdk's observers (quant.stats.TensorStats) saw on the calibration
+             - elsewhere, the range edgesdk's observers (quant.observers.Ranges) saw on the calibration
                feeds, running this same TF function (the graph's QDQ points applied) before the ranges
                are known. Softmax inputs keep [min row max - 12, max]: masked scores saturate at the
                bottom, where exp() is < 1e-5 of the row maximum;

@@ -22,12 +22,12 @@ def _args(view: GraphView, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
 
 
 def observe(tracer: Tracer, feeds: list[dict[str, np.ndarray]]):
-    """Run the observing trace on the feeds: (TensorStats per tap, smallest row maximum per softmax
+    """Run the observing trace on the feeds: (Ranges per tap, smallest row maximum per softmax
     input tap, integer range per integer tap)."""
-    from ...quant.stats import TensorStats
+    from ...quant.observers import Ranges
 
     function = tracer.function()
-    stats: dict[str, TensorStats] = defaultdict(TensorStats)
+    stats: dict[str, Ranges] = defaultdict(Ranges)
     row_max: dict[str, float] = {}
     ints: dict[str, tuple[int, int]] = {}
     for feed in feeds:

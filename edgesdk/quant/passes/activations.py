@@ -12,8 +12,8 @@ import onnx_ir as ir
 
 from ..edit import GraphEditor
 from ..numerics import asymmetric_uint8
+from ..observers import Ranges
 from ..patterns import activation_matmuls, linear_sites
-from ..stats import TensorStats
 
 
 def matmul_activation_inputs(graph: ir.Graph, attention: bool) -> list[tuple[ir.Node, int]]:
@@ -52,7 +52,7 @@ class _MatmulInputsPass(ir.passes.InPlacePass):
 
 
 class StaticActivationsPass(_MatmulInputsPass):
-    def __init__(self, stats: dict[str, TensorStats], percentile: float | None = None, attention: bool = False):
+    def __init__(self, stats: dict[str, Ranges], percentile: float | None = None, attention: bool = False):
         super().__init__(attention)
         self.stats, self.percentile = stats, percentile
         self.ranges: dict[str, tuple[float, float]] = {}

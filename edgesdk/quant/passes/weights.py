@@ -6,8 +6,10 @@ import numpy as np
 import onnx_ir as ir
 
 from ..edit import GraphEditor
+from ..gptq import gptq
 from ..numerics import blockwise, symmetric_int8
-from ..patterns import linears
+from ..observers import Gram
+from ..patterns import Linear, linears
 
 
 class Int8WeightsPass(ir.passes.InPlacePass):
@@ -45,36 +47,64 @@ class Int8WeightsPass(ir.passes.InPlacePass):
         return ir.passes.PassResult(model, bool(self.quantized))
 
 
-class Int4WeightsPass(ir.passes.InPlacePass):
-    """Weight-only int4 per group along the input axis (opset 21 block-wise DequantizeLinear)."""
+class BlockWeightsPass(ir.passes.InPlacePass):
+    """Weight-only block-wise int4/int8 along the input axis (opset 21 block-wise DequantizeLinear).
 
-    def __init__(self, block_size: int = 32, symmetric: bool = False, search_clip: bool = True):
+    ``bits_for``: a bit width per node name (the output layer's own). ``grams``: an observers.Gram per
+    activation name; the linears reading one are rounded by GPTQ against its Hessian (a table an embedding
+    also reads keeps plain rounding: its rows serve the lookup as much as the product). ``per_channel``: 8-bit scales per output channel, the
+    same for every block (weight-only int8 per channel, in the block form the runtimes' kernels take).
+    ``only``: quantize just the linears reading these activations."""
+
+    def __init__(self, block_size: int = 32, bits: int = 4, symmetric: bool = False, search_clip: bool = True,
+                 bits_for: dict[str, int] | None = None, grams: dict[str, Gram] | None = None,
+                 act_order: bool = True, per_channel: bool = False, only: set[str] | None = None):
         super().__init__()
-        self.block_size, self.symmetric, self.search_clip = block_size, symmetric, search_clip
-        self.quantized: list[str] = []
+        self.block_size, self.bits, self.symmetric, self.search_clip = block_size, bits, symmetric, search_clip
+        self.bits_for, self.grams, self.act_order = bits_for or {}, grams or {}, act_order
+        self.per_channel, self.only = per_channel, only
+        self.quantized: dict[str, str] = {}  # node -> how ("int4 gptq", "int8 per channel", ...)
         self.skipped: dict[str, str] = {}
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         editor = GraphEditor(model.graph)
         for linear in linears(model.graph):
+            if self.only is not None and linear.activation.name not in self.only:
+                continue
             w = linear.weight_array()
             if linear.input_axis != 0:  # Gemm with transB: block along K means axis 1 of the stored weight
                 w = w.T
-            if w.shape[0] % self.block_size:
-                self.skipped[linear.node.name] = f"K={w.shape[0]} is not a multiple of {self.block_size}"
+            bits = self.bits_for.get(linear.node.name, self.bits)
+            block = _channel_block(w.shape[0]) if bits == 8 and self.per_channel else self.block_size
+            if block is None or w.shape[0] % block:
+                self.skipped[linear.node.name] = f"K={w.shape[0]} is not a multiple of {block or 'a power of two ≥ 16'}"
                 continue
-            q, scale, zp = blockwise(w, self.block_size, bits=4, symmetric=self.symmetric, search_clip=self.search_clip)
+            q, scale, zp, how = self._rounded(linear, w, bits, block)
             if linear.input_axis != 0:
                 q, scale, zp = q.T, scale.T, (None if zp is None else zp.T)
-            dq = dequantize_node(
-                editor, linear.weight.name, q, scale, zp, axis=linear.input_axis, block_size=self.block_size, bits=4
-            )
+            dq = dequantize_node(editor, linear.weight.name, q, scale, zp, axis=linear.input_axis, block_size=block, bits=bits)
             linear.node.replace_input_with(1, dq.outputs[0])
             if linear.input_axis == 1:  # blocks along the hidden axis of a [vocab, hidden] table, as embeddings
                 share_with_gathers(linear.weight, dq.outputs[0])
-            self.quantized.append(linear.node.name)
+            self.quantized[linear.node.name] = how
         editor.finish()
         return ir.passes.PassResult(model, bool(self.quantized))
+
+    def _rounded(self, linear: Linear, w: np.ndarray, bits: int, block: int):
+        if bits == 8 and self.per_channel:
+            q, scale = symmetric_int8(w, axis=1)
+            return q, np.repeat(scale[None, :], w.shape[0] // block, axis=0), None, "int8 per channel"
+        gram = self.grams.get(linear.activation.name)
+        if gram is not None and gram.rows and len(linear.weight.uses()) == 1:
+            q, scale, zp = gptq(w, gram.hessian, block, bits, self.symmetric, self.act_order)
+            return q, scale, zp, f"int{bits} gptq"
+        q, scale, zp = blockwise(w, block, bits=bits, symmetric=self.symmetric, search_clip=self.search_clip)
+        return q, scale, zp, f"int{bits} {'clip-searched ' if self.search_clip else ''}round-to-nearest"
+
+
+def _channel_block(k: int) -> int | None:
+    """The largest power-of-two block (16…128) dividing K: per-channel scales repeated per block."""
+    return next((block for block in (128, 64, 32, 16) if k % block == 0), None)
 
 
 def share_with_gathers(weight: ir.Value, dequantized: ir.Value) -> None:

@@ -12,7 +12,7 @@ from edgesdk.backends.ort.blockwise import lower_block_weights
 from edgesdk.backends.ort.lowering import fuse_erf_gelu, keep_residual_add_unfused, lower_embedding_gathers
 from edgesdk.graph import Graph
 from edgesdk.quant.passes.embeddings import EmbeddingPass
-from edgesdk.quant.passes.weights import Int4WeightsPass
+from edgesdk.quant.passes.weights import BlockWeightsPass
 from edgesdk.runtime import ort_session
 from tests.helpers import mlp_model
 
@@ -32,7 +32,7 @@ def lowered(graph: Graph, lowering, *args) -> tuple[Graph, int]:
 def test_matmul_nbits_matches_blockwise_dequantize(tmp_path, symmetric):
     graph = edgesdk.load(mlp_model(tmp_path / "mlp.onnx", hidden=64))
     graph.model.opset_imports[""] = 21
-    Int4WeightsPass(block_size=16, symmetric=symmetric)(graph.model)
+    BlockWeightsPass(block_size=16, symmetric=symmetric)(graph.model)
     # accuracy level 0: float activations, exact
     fused, count = lowered(graph, lambda g: lower_block_weights(g, 0)["MatMulNBits"])
     assert count == 2 and fused.op_counts()["com.microsoft::MatMulNBits"] == 2
