@@ -9,7 +9,8 @@ calibration and evaluation from disjoint modules (edgesdk/zoo/text.py).
 
 Rows: edgesdk artifacts for ONNX Runtime converted from the GGUF file by `edgesdk convert` — fp32 (the GGUF
 dequantized: the float reference), gguf (the file's own blocks kept, float activations), gguf-int8-act (the
-same blocks, activations quantized to int8 by ORT's kernels: faster, not exact), int8, int8-dynamic, int4 —
+same blocks, activations quantized to int8 by ORT's kernels: faster, not exact), int8, int8-dynamic,
+int8-weights, int4 (round-to-nearest), int4-awq, int4-gptq —
 and llama.cpp (llama-cpp-python from PyPI, built here) on the GGUF as it is and re-quantized by
 llama.cpp itself to Q8_0 and Q4_0 from the same file.
 

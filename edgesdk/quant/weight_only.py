@@ -3,6 +3,7 @@ to nearest (with a clip search), after AWQ's activation-aware scaling, or by GPT
 
 from __future__ import annotations
 
+import collections
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field
@@ -116,7 +117,7 @@ class Int4(Recipe):
             how |= rest.quantized
             emb = EmbeddingPass(bits=self.embedding_bits, block_size=self.block_size, symmetric=self.symmetric)
             emb(q.model)
-        report["quantized_linears"] = _tally(how)
+        report["quantized_linears"] = dict(collections.Counter(how.values()))
         if rest.skipped:
             report["float_linears"] = rest.skipped
         report[f"int{self.embedding_bits}_embeddings"] = len(emb.quantized)
@@ -139,13 +140,6 @@ class Int4(Recipe):
             awq = AwqScalePass(observed, self.block_size, 4, self.symmetric)
             awq(q.model)
         return sum(alpha > 0 for alpha in awq.alphas.values())
-
-
-def _tally(how: dict[str, str]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for method in how.values():
-        counts[method] = counts.get(method, 0) + 1
-    return counts
 
 
 @register
