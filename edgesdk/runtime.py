@@ -79,7 +79,7 @@ class WeightFedSession:
             if value.const_value is not None and numpy_dtype(value.dtype) is not None
             and value.const_value.nbytes >= _FED_WEIGHT_BYTES
         }
-        values = {v.name: v for v in _all_values(body)}
+        values = ir.convenience.create_value_mapping(body)
         for name in self.weights:
             body.inputs.append(body.initializers.pop(name))
         body.outputs[:] = [values[name] for name in outputs]
@@ -90,12 +90,6 @@ class WeightFedSession:
     def run(self, outputs: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
         weights = {name: tensor.numpy() for name, tensor in self.weights.items()}
         return self.session.run(outputs, feed | weights)
-
-
-def _all_values(graph):
-    yield from graph.inputs
-    for node in graph:
-        yield from node.outputs
 
 
 def run(session, feed: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:

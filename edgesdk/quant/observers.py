@@ -43,8 +43,7 @@ class Ranges(Observer):
 
     def __init__(self) -> None:
         self.min, self.max = np.inf, -np.inf
-        self.channel_absmax: np.ndarray | None = None  # per channel of the last axis
-        self.channel_min: np.ndarray | None = None
+        self.channel_min: np.ndarray | None = None  # per channel of the last axis
         self.channel_max: np.ndarray | None = None
         self._samples: list[np.ndarray] = []
         self._seen = 0
@@ -56,20 +55,23 @@ class Ranges(Observer):
         self.min = min(self.min, float(x.min()))
         self.max = max(self.max, float(x.max()))
         if x.ndim >= 2:
-            rows = x.reshape(-1, x.shape[-1])
+            rows = _rows(x)
             low, high = rows.min(axis=0), rows.max(axis=0)
             if self.channel_min is None:
                 self.channel_min, self.channel_max = low, high
             else:
                 self.channel_min, self.channel_max = np.minimum(self.channel_min, low), np.maximum(self.channel_max, high)
-            self.channel_absmax = np.maximum(-self.channel_min, self.channel_max)
         flat = x.ravel()
         stride = max(1, flat.size // _SAMPLE_PER_OBSERVATION)
         self._samples.append(flat[self._seen % stride :: stride].copy())
         self._seen += 1
 
+    @property
+    def channel_absmax(self) -> np.ndarray | None:
+        return None if self.channel_min is None else np.maximum(-self.channel_min, self.channel_max)
+
     def estimated_bytes(self, channels: int) -> int:
-        return 4 * channels + 4 * _SAMPLE_PER_OBSERVATION * 64
+        return 8 * channels + 4 * _SAMPLE_PER_OBSERVATION * 64
 
     def percentile_range(self, percentile: float) -> tuple[float, float]:
         """The [low, high] covering ``percentile`` % of values, never wider than the observed min/max."""
@@ -95,7 +97,7 @@ class ChannelMeanAbs(Observer):
         self.rows = 0
 
     def observe(self, x: np.ndarray) -> None:
-        rows = np.asarray(x, np.float32).reshape(-1, x.shape[-1])
+        rows = _rows(x)
         sums = np.abs(rows).sum(axis=0, dtype=np.float64)
         self.total = sums if self.total is None else self.total + sums
         self.rows += rows.shape[0]
@@ -117,7 +119,7 @@ class Gram(Observer):
         self.rows = 0
 
     def observe(self, x: np.ndarray) -> None:
-        rows = np.asarray(x, np.float32).reshape(-1, x.shape[-1])
+        rows = _rows(x)
         if self.sum is None:
             self.sum = rows.T @ rows
         else:
@@ -145,10 +147,15 @@ class RowSample(Observer):
         self._rows: list[np.ndarray] = []
         self._count = 0
 
+    @classmethod
+    def spread(cls, limit: int, runs: int) -> RowSample:
+        """A sample of ``limit`` rows taken evenly from ``runs`` calibration runs."""
+        return cls(limit, -(-limit // max(runs, 1)))
+
     def observe(self, x: np.ndarray) -> None:
         if self._count >= self.limit:
             return
-        rows = np.asarray(x, np.float32).reshape(-1, x.shape[-1])
+        rows = _rows(x)
         take = min(self.per_observation, self.limit - self._count, rows.shape[0])
         # the middles of ``take`` equal spans: not always the first row (a language model's BOS position
         # carries activations hundreds of times the others', and would weigh far more than its share)
@@ -162,6 +169,11 @@ class RowSample(Observer):
     @property
     def rows(self) -> np.ndarray:
         return np.concatenate(self._rows) if self._rows else np.zeros((0, 0), np.float32)
+
+
+def _rows(x: np.ndarray) -> np.ndarray:
+    """A tensor as float32 rows (tokens) of its last axis (channels)."""
+    return np.asarray(x, np.float32).reshape(-1, x.shape[-1])
 
 
 class Several(Observer):

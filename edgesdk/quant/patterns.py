@@ -28,6 +28,11 @@ class Linear:
     def weight_array(self) -> np.ndarray:
         return self.weight.const_value.numpy()
 
+    def k_by_n(self) -> np.ndarray:
+        """The weight as [input channels, output channels] (a Gemm with transB stores its transpose)."""
+        w = self.weight_array()
+        return w if self.input_axis == 0 else w.T
+
 
 def is_quantized_constant(value: ir.Value | None) -> bool:
     """A DequantizeLinear of a constant: a weight an earlier pass already quantized."""

@@ -130,8 +130,6 @@ class Int8(Recipe):
 
     def apply(self, graph: Graph, calibration: CalibrationData | None) -> Graph:
         from .passes.activations import StaticActivationsPass, matmul_activation_inputs
-        from .passes.embeddings import EmbeddingPass
-        from .passes.smoothquant import SmoothQuantPass
         from .passes.weights import Int8WeightsPass
         from .stats import collect
 
@@ -142,26 +140,11 @@ class Int8(Recipe):
         def activation_names(attention: bool) -> list[str]:
             return sorted({n.inputs[i].name for n, i in matmul_activation_inputs(q.model.graph, attention)})
 
-        alpha = self.smooth_alpha
-        if alpha == "search":
-            from .observers import Ranges, RowSample, Several
-
-            per_run = -(-SMOOTH_SEARCH_ROWS // min(len(data), self.calibration_samples))
-            observed = collect(q, activation_names(False), data, self.calibration_samples,
-                               observer=lambda: Several(Ranges(), RowSample(SMOOTH_SEARCH_ROWS, per_run)))
-            with progress.step("searching SmoothQuant's α per layer"):
-                smooth = SmoothQuantPass({n: o["ranges"] for n, o in observed.items()}, None, insert_mul=True,
-                                         min_outlier_ratio=self.smooth_min_outlier_ratio,
-                                         samples={n: o["rows"].rows for n, o in observed.items()})
-                smooth(q.model)
-            del observed
-            report["smooth_alphas"] = {n: a for n, a in smooth.alphas.items()}
-        elif alpha > 0:
-            stats = collect(q, activation_names(False), data, self.calibration_samples)
-            smooth = SmoothQuantPass(stats, alpha, insert_mul=True, min_outlier_ratio=self.smooth_min_outlier_ratio)
-            smooth(q.model)
-        if alpha == "search" or alpha > 0:
+        if self.smooth_alpha != 0:
+            smooth = self._smooth(q, activation_names(False), data)
             report["smoothed_activations"] = len(smooth.smoothed)
+            if self.smooth_alpha == "search":
+                report["smooth_alphas"] = smooth.alphas
         weights = Int8WeightsPass(share_tables_now=False)
         weights(q.model)
         # Ranges are observed on the smoothed graph: smoothing changed the activations they describe.
@@ -175,12 +158,28 @@ class Int8(Recipe):
         if acts.kept_float:
             report["float_activations"] = acts.kept_float
         if self.embeddings:
-            emb = EmbeddingPass(bits=8)
-            emb(q.model)
-            report["int8_embeddings"] = len(emb.quantized)
+            quantize_embeddings(q, report, bits=8)
         report["float_ops"] = _float_ops(q)
         q.report = report
         return q
+
+    def _smooth(self, q: Graph, names: list[str], data: CalibrationData):
+        """SmoothQuant on the inputs ``names``: one α for all, or α searched per group on calibration rows."""
+        from .observers import Ranges, RowSample, Several
+        from .passes.smoothquant import SmoothQuantPass
+        from .stats import collect
+
+        search = self.smooth_alpha == "search"
+        runs = min(len(data), self.calibration_samples)
+        observer = (lambda: Several(Ranges(), RowSample.spread(SMOOTH_SEARCH_ROWS, runs))) if search else Ranges
+        observed = collect(q, names, data, self.calibration_samples, observer=observer)
+        with progress.step("searching SmoothQuant's α per layer" if search else "smoothing activation outliers"):
+            smooth = SmoothQuantPass(
+                {n: o["ranges"] for n, o in observed.items()} if search else observed,
+                None if search else self.smooth_alpha, insert_mul=True, min_outlier_ratio=self.smooth_min_outlier_ratio,
+                samples={n: o["rows"].rows for n, o in observed.items()} if search else None)
+            smooth(q.model)
+        return smooth
 
 
 @register
@@ -195,7 +194,6 @@ class Int8Dynamic(Recipe):
 
     def apply(self, graph: Graph, calibration: CalibrationData | None) -> Graph:
         from .passes.activations import DynamicActivationsPass
-        from .passes.embeddings import EmbeddingPass
         from .passes.weights import Int8WeightsPass
 
         q = self.prepare(graph)
@@ -205,9 +203,7 @@ class Int8Dynamic(Recipe):
         acts(q.model)
         q.report = {"int8_linears": len(weights.quantized), "dynamic_activations": acts.count}
         if self.embeddings:
-            emb = EmbeddingPass(bits=8)
-            emb(q.model)
-            q.report["int8_embeddings"] = len(emb.quantized)
+            quantize_embeddings(q, q.report, bits=8)
         q.report["float_ops"] = _float_ops(q)
         return q
 
@@ -242,6 +238,16 @@ class Gguf(Recipe):
             keep(q.model)
         q.report = keep.report() | {"float_ops": _float_ops(q)}
         return q
+
+
+def quantize_embeddings(graph: Graph, report: dict[str, Any], bits: int, **options: Any) -> None:
+    """Embedding tables still float quantized to ``bits`` (a table the output layer shares is done by then),
+    counted in the report."""
+    from .passes.embeddings import EmbeddingPass
+
+    embeddings = EmbeddingPass(bits=bits, **options)
+    embeddings(graph.model)
+    report[f"int{bits}_embeddings"] = len(embeddings.quantized)
 
 
 def _float_ops(graph: Graph) -> list[str]:

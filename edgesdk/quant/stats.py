@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
+import onnx_ir as ir
+
 from .. import progress
 from ..calibration import CalibrationData
 from ..graph import Graph
 from ..runtime import WeightFedSession
 from .observers import Observer, Ranges
+from .patterns import linears
 
 # Observers of one calibration run hold at most this much; more (a Gram matrix per linear of a 0.5B model
 # is ~2 GB) are observed in several runs over the same data.
@@ -59,11 +62,10 @@ def collect_in_groups(
 
 def _groups(graph: Graph, names: list[str], observer: Callable[[], Observer], budget: int) -> list[list[str]]:
     """The names in runs whose observers' estimated memory stays within ``budget`` (one name at least)."""
-    channels = {v.name: _last_dim(v) for n in graph.model.graph for v in n.outputs}
-    channels.update({v.name: _last_dim(v) for v in graph.model.graph.inputs})
+    channels = _channels(graph)
+    probe = observer()
     groups: list[list[str]] = [[]]
     used = 0
-    probe = observer()
     for name in names:
         size = probe.estimated_bytes(channels.get(name, 1))
         if groups[-1] and used + size > budget:
@@ -74,17 +76,11 @@ def _groups(graph: Graph, names: list[str], observer: Callable[[], Observer], bu
     return groups
 
 
-def _last_dim(value) -> int:
-    """The tensor's channels: its last dimension, or, where shapes were not inferred, the input size of a
-    linear layer that reads it."""
-    shape = value.shape
-    if shape is not None and len(shape) and isinstance(shape[-1], int):
-        return shape[-1]
-    for use in value.uses():
-        node = use.node
-        weight = node.inputs[1] if use.idx == 0 and node.op_type in ("MatMul", "Gemm") and len(node.inputs) > 1 else None
-        if weight is not None and weight.shape is not None and len(weight.shape) == 2:
-            k = weight.shape[1] if node.op_type == "Gemm" and node.attributes.get_int("transB", 0) else weight.shape[0]
-            if isinstance(k, int):
-                return k
-    return 1
+def _channels(graph: Graph) -> dict[str, int]:
+    """Channels (last dimension) per tensor name: from the inferred shapes, and, where a graph carries
+    none (the causal-LM builder's), the input size of the linear layers that read a tensor."""
+    channels = {name: value.shape[-1] for name, value in ir.convenience.create_value_mapping(graph.model.graph).items()
+                if value.shape is not None and len(value.shape) and isinstance(value.shape[-1], int)}
+    for linear in linears(graph.model.graph):
+        channels.setdefault(linear.activation.name, linear.weight.shape[linear.input_axis])
+    return channels

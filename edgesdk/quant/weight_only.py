@@ -12,7 +12,7 @@ from pydantic.dataclasses import dataclass
 from .. import progress
 from ..calibration import CalibrationData
 from ..graph import Graph
-from .recipes import _STRICT, Recipe, _ensure_opset, _float_ops, _require, register
+from .recipes import _STRICT, Recipe, _ensure_opset, _float_ops, _require, quantize_embeddings, register
 
 AWQ_ROWS = 512  # calibration rows (tokens) each activation keeps for AWQ's scale search
 GPTQ_OBSERVER_BYTES = 512 << 20  # Hessians observed per calibration run (a 0.5B model's take ~1.5 GB in all)
@@ -33,7 +33,6 @@ class Int8Weights(Recipe):
     float_activations: bool = True
 
     def apply(self, graph: Graph, calibration: CalibrationData | None) -> Graph:
-        from .passes.embeddings import EmbeddingPass
         from .passes.weights import BlockWeightsPass
 
         q = _ensure_opset(self.prepare(graph), 21)  # block-wise DequantizeLinear arrived in opset 21
@@ -44,9 +43,7 @@ class Int8Weights(Recipe):
             if weights.skipped:
                 report["float_linears"] = weights.skipped
             if self.embeddings:
-                emb = EmbeddingPass(bits=8)
-                emb(q.model)
-                report["int8_embeddings"] = len(emb.quantized)
+                quantize_embeddings(q, report, bits=8)
         q.report = report | {"float_ops": _float_ops(q)}
         return q
 
@@ -75,7 +72,6 @@ class Int4(Recipe):
     calibration_samples: Annotated[int, Field(ge=1)] = 32
 
     def apply(self, graph: Graph, calibration: CalibrationData | None) -> Graph:
-        from .passes.embeddings import EmbeddingPass
         from .passes.weights import BlockWeightsPass
         from .patterns import linears, output_linear
 
@@ -110,17 +106,15 @@ class Int4(Recipe):
                     rounded = weights_pass(grams=grams, only=set(grams))
                     rounded(q.model)
                 how |= rounded.quantized
-                del grams, rounded
+                del grams, rounded  # this group's Hessians go before the next group's are gathered
         with progress.step("int4 weights"):
             rest = weights_pass()
             rest(q.model)
             how |= rest.quantized
-            emb = EmbeddingPass(bits=self.embedding_bits, block_size=self.block_size, symmetric=self.symmetric)
-            emb(q.model)
-        report["quantized_linears"] = dict(collections.Counter(how.values()))
-        if rest.skipped:
-            report["float_linears"] = rest.skipped
-        report[f"int{self.embedding_bits}_embeddings"] = len(emb.quantized)
+            report["quantized_linears"] = dict(collections.Counter(how.values()))
+            if rest.skipped:
+                report["float_linears"] = rest.skipped
+            quantize_embeddings(q, report, self.embedding_bits, block_size=self.block_size, symmetric=self.symmetric)
         q.report = report | {"float_ops": _float_ops(q)}
         return q
 
@@ -129,11 +123,10 @@ class Int4(Recipe):
         from .passes.awq import AwqScalePass
         from .stats import collect
 
-        samples = min(len(data), self.calibration_samples)
-        per_run = -(-AWQ_ROWS // samples)
+        runs = min(len(data), self.calibration_samples)
 
         def observer() -> Several:
-            return Several(ChannelMeanAbs(), RowSample(AWQ_ROWS, per_run))
+            return Several(ChannelMeanAbs(), RowSample.spread(AWQ_ROWS, runs))
 
         observed = collect(q, activations, data, self.calibration_samples, observer=observer)
         with progress.step("searching AWQ scales"):

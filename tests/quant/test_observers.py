@@ -63,4 +63,3 @@ def test_row_sample_is_bounded_and_made_of_observed_rows():
     assert rows.shape == (20, 6)
     every_row = {tuple(r) for r in _rows(batches)}
     assert all(tuple(r) in every_row for r in rows)
-    assert sample.estimated_bytes(6) == 4 * 6 * 20

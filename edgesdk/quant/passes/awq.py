@@ -14,7 +14,7 @@ import onnx_ir as ir
 from ..edit import GraphEditor
 from ..numerics import blockwise, dequantize_blockwise
 from ..observers import Several
-from ..patterns import Linear, linear_groups
+from ..patterns import linear_groups
 from .channel_scale import can_rescale, rescale
 
 ALPHAS = np.linspace(0.0, 1.0, 21)
@@ -36,7 +36,7 @@ class AwqScalePass(ir.passes.InPlacePass):
             observed = self.observed.get(activation.name)
             if observed is None or not can_rescale(activation, group, self.insert_mul):
                 continue
-            weights = [_k_by_n(linear) for linear in group]
+            weights = [linear.k_by_n() for linear in group]
             if any(w.shape[0] % self.block for w in weights):
                 continue
             alpha, scale = self.search(observed["rows"].rows, observed["mean_abs"].mean, weights)
@@ -63,8 +63,3 @@ class AwqScalePass(ir.passes.InPlacePass):
         scaled = w * s[:, None]
         q, scale, zp = blockwise(scaled, self.block, bits=self.bits, symmetric=self.symmetric, search_clip=False)
         return dequantize_blockwise(q, scale, zp, self.block) / s[:, None]
-
-
-def _k_by_n(linear: Linear) -> np.ndarray:
-    w = linear.weight_array()
-    return w if linear.input_axis == 0 else w.T

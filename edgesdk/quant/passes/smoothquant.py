@@ -85,7 +85,7 @@ def _searched_alpha(rows: np.ndarray | None, ranges: Ranges, weight_max: np.ndar
     if rows is None or len(rows) == 0:
         return None
     act_max = ranges.channel_absmax.astype(np.float64)
-    weights = [linear.weight_array() if linear.input_axis == 0 else linear.weight_array().T for linear in group]
+    weights = [linear.k_by_n() for linear in group]
     references = [rows @ w for w in weights]
 
     def error(scale: np.ndarray) -> float:

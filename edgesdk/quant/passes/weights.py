@@ -71,16 +71,14 @@ class BlockWeightsPass(ir.passes.InPlacePass):
         for linear in linears(model.graph):
             if self.only is not None and linear.activation.name not in self.only:
                 continue
-            w = linear.weight_array()
-            if linear.input_axis != 0:  # Gemm with transB: block along K means axis 1 of the stored weight
-                w = w.T
+            w = linear.k_by_n()  # blocks run along K
             bits = self.bits_for.get(linear.node.name, self.bits)
             block = _channel_block(w.shape[0]) if bits == 8 and self.per_channel else self.block_size
             if block is None or w.shape[0] % block:
                 self.skipped[linear.node.name] = f"K={w.shape[0]} is not a multiple of {block or 'a power of two ≥ 16'}"
                 continue
             q, scale, zp, how = self._rounded(linear, w, bits, block)
-            if linear.input_axis != 0:
+            if linear.input_axis != 0:  # back to the stored orientation
                 q, scale, zp = q.T, scale.T, (None if zp is None else zp.T)
             dq = dequantize_node(editor, linear.weight.name, q, scale, zp, axis=linear.input_axis, block_size=block, bits=bits)
             linear.node.replace_input_with(1, dq.outputs[0])
