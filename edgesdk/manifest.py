@@ -89,6 +89,7 @@ class LanguageModelInfo(BaseModel):
     config: dict[str, Any]  # llm.config.DecoderConfig
     form: Literal["dynamic", "static"] = "dynamic"
     context: int | None = None  # the static form's fixed cache length
+    kv_cache: Literal["float", "int8", "int4"] = "float"  # int8/int4: uint8 codes + past.N.*_scale inputs
     tokenizer_dir: RelPath | None = None  # host side: prompts are tokenized before they reach a device
     reference_file: RelPath | None = None
 

@@ -45,7 +45,7 @@ def test_convert_with_recipe_options(tmp_path, mlp, capsys):
     out = tmp_path / "int4"
     assert main(["convert", str(model), "--recipe", "int4", "-O", "block_size=16", "-O", "symmetric=true", "--calib", str(calib), "-o", str(out), "--json"]) == 0
     recipe = json.loads(capsys.readouterr().out)["recipe"]
-    assert recipe == {"name": "int4", "options": {"block_size": 16, "symmetric": True, "embedding_bits": 4, "output_bits": 4,
+    assert recipe == {"name": "int4", "options": {"kv_cache": "float", "max_loss": None, "block_size": 16, "symmetric": True, "embedding_bits": 4, "output_bits": 4,
                                                   "clip_search": True, "rounding": "rtn", "act_order": True,
                                                   "calibration_samples": 32}}
 

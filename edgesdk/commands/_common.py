@@ -28,3 +28,27 @@ def parse_options(pairs: list[str]) -> dict:
             raise UsageError(f"--option '{pair}': expected KEY=VALUE")
         options[key.strip().replace("-", "_")] = yaml.safe_load(value) if value else None
     return options
+
+
+def add_recipe_flags(parser) -> None:
+    """The recipe options every recipe takes, as flags of their own."""
+    parser.add_argument("--kv-cache", choices=["float", "int8", "int4"], default=None,
+                        help="causal LMs: store the KV cache as int8 or int4 codes with a scale and offset per head "
+                        "and token (default: float); the same as -O kv_cache=...")
+    parser.add_argument("--max-loss", type=float, default=None, metavar="LOSS",
+                        help="an accuracy budget (int8, int8-dynamic): keep the layers most sensitive to quantization "
+                        "float until the loss against the float model is at most LOSS — an LM's perplexity increase "
+                        "(0.02 = +2 %%), else 1 - mean cosine of the outputs (0.001); needs --calib")
+
+
+def recipe_options(args) -> dict:
+    """The recipe options of a command line: every -O KEY=VALUE, --kv-cache and --max-loss."""
+    options = parse_options(args.option)
+    for key in ("kv_cache", "max_loss"):
+        flag = getattr(args, key)
+        if flag is None:
+            continue
+        if options.get(key, flag) != flag:
+            raise UsageError(f"--{key.replace('_', '-')} {flag} and -O {key}={options[key]} disagree")
+        options[key] = flag
+    return options

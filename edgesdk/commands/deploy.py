@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._common import add_json_flag, parse_options, print_json
+from ._common import add_json_flag, add_recipe_flags, print_json, recipe_options
 from .profile import add_device_flags
 
 
@@ -22,6 +22,7 @@ def add_parser(sub):
     p.add_argument("--option", "-O", action="append", default=[], metavar="KEY=VALUE", help="a recipe option (repeatable)")
     p.add_argument("-o", "--out", metavar="OUT_DIR", help="artifact directory (default: out/<model>-<target>-<recipe>)")
     add_device_flags(p)
+    add_recipe_flags(p)
     add_json_flag(p)
     return p
 
@@ -32,7 +33,7 @@ def run(args) -> int:
     result = deploy(args.model, target=args.target, device=args.device, recipe=args.recipe, calibration=args.calib,
                     runs=args.runs, warmup=args.warmup, out_dir=args.out, reference_data=args.reference,
                     devices=args.devices, runs_dir=args.runs_dir, budget_s=args.budget, power=args.power,
-                    **parse_options(args.option))
+                    **recipe_options(args))
     if args.json:
         print_json(result.to_json())
         return 0

@@ -23,13 +23,13 @@ def reference_windows(feeds: list[dict], limit: int) -> list:
 def add_language_model(manifest: dict[str, Any], lm: LanguageModel, out: Path, feeds: list[dict],
                        make_float_run: Callable, make_run: Callable) -> None:
     tokenizer = lm.save_tokenizer(out)
-    info: dict[str, Any] = {"config": lm.config.to_json(), "form": lm.form, "context": lm.context,
+    info: dict[str, Any] = {"config": lm.config.to_json(), "form": lm.form, "context": lm.context, "kv_cache": lm.kv_cache,
                             "tokenizer_dir": tokenizer.name if tokenizer else None}
     windows = reference_windows(feeds, lm.max_tokens)
     if windows:
         # One model in memory at a time: the float logits first, then the artifact's.
         float_run = make_float_run()
-        float_logits = [float_run(lm.prefill_feed(ids))["logits"][0]
+        float_logits = [float_run(lm.float_form.prefill_feed(ids))["logits"][0]
                         for ids in progress.track(windows, "float reference", total=len(windows))]
         del float_run
         run = make_run()

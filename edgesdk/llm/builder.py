@@ -34,6 +34,18 @@ FLOAT_LOWEST = float(np.finfo(np.float32).min)
 Weights = Callable[[str], np.ndarray]  # a transformers parameter name -> its float32 array
 
 
+SCALE_SUFFIX = "_scale"  # a quantized cache's (scale, offset) tensors: past.N.key_scale (quant/passes/kv_cache.py)
+KV_GROUP = {"int8": None, "int4": 32}  # values sharing one (scale, offset): a head's whole row, or blocks of 32
+
+
+def kv_layout(kind: str, head_dim: int) -> tuple[int, int, int]:
+    """A quantized cache's (values per group, code bytes per token and head, scale floats per token and head)."""
+    group = KV_GROUP[kind] or head_dim
+    if head_dim % group:
+        group = head_dim  # a head narrower than a block, or not a multiple of it: one group per head
+    return group, head_dim // 2 if kind == "int4" else head_dim, 2 * (head_dim // group)
+
+
 def cache_names(layers: int) -> list[tuple[str, str]]:
     """(input, output) names of every cache tensor, in graph order."""
     names = []

@@ -38,6 +38,5 @@ def evaluate(artifact: Any, text: str | Path, window: int = EVAL_WINDOW, max_win
     run = backend.host_runner(art.model_path, art.manifest.backend_info, threads)
     stats = NextTokenStats()
     for ids in progress.track(windows, "evaluating", total=len(windows)):
-        feed = lm.prefill_feed(ids)
-        stats.add(ids, run(feed)["logits"][0], float_run(feed)["logits"][0])
+        stats.add(ids, run(lm.prefill_feed(ids))["logits"][0], float_run(lm.float_form.prefill_feed(ids))["logits"][0])
     return {"artifact": str(art.path), "text": str(text), "window": window, "windows": len(windows), **stats.to_json()}

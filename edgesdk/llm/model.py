@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelError, first_line
-from .builder import cache_names
+from .builder import SCALE_SUFFIX, cache_names, kv_layout
 from .config import DecoderConfig
 
 TOKENIZER_DIR = "tokenizer"
@@ -22,6 +22,7 @@ class LanguageModel:
     tokenizer: Any = None  # a transformers tokenizer; loaded from the artifact on demand
     form: str = "dynamic"
     context: int | None = None  # the static form's cache slots
+    kv_cache: str = "float"  # or int8/int4: uint8 codes plus a (scale, offset) per head and token
 
     @property
     def max_tokens(self) -> int:
@@ -30,11 +31,26 @@ class LanguageModel:
 
     @property
     def cache(self) -> list[tuple[str, str]]:
+        """(input, output) names of the float cache tensors (the ones a quantized cache replaces)."""
         return cache_names(self.config.layers)
 
+    @property
+    def float_form(self) -> LanguageModel:
+        """This LM as its float graph takes it (the float reference keeps a float cache)."""
+        return dataclasses.replace(self, kv_cache="float")
+
+    def cache_tensors(self) -> list[tuple[str, str, type, int]]:
+        """(input, output, dtype, last dimension) of every tensor the graph's cache is fed as."""
+        d = self.config.head_dim
+        if self.kv_cache == "float":
+            return [(past, present, np.float32, d) for past, present in self.cache]
+        _, codes, scales = kv_layout(self.kv_cache, d)
+        return [entry for past, present in self.cache
+                for entry in ((past, present, np.uint8, codes), (past + SCALE_SUFFIX, present + SCALE_SUFFIX, np.float32, scales))]
+
     def empty_cache(self) -> dict[str, np.ndarray]:
-        shape = (1, self.config.kv_heads, self.context or 0, self.config.head_dim)
-        return {name: np.zeros(shape, np.float32) for name, _ in self.cache}
+        slots = (1, self.config.kv_heads, self.context or 0)
+        return {past: np.zeros((*slots, width), dtype) for past, _, dtype, width in self.cache_tensors()}
 
     def prefill_feed(self, ids: np.ndarray) -> dict[str, np.ndarray]:
         feed = {"input_ids": np.asarray(ids, np.int64).reshape(1, -1)}
@@ -47,7 +63,7 @@ class LanguageModel:
         feed = {"input_ids": np.asarray(ids, np.int64).reshape(1, -1)}
         if self.context:
             feed["position"] = np.array([position], np.int64)
-        feed.update({past: outputs[present] for past, present in self.cache})
+        feed.update({past: outputs[present] for past, present, _, _ in self.cache_tensors()})
         return feed
 
     def encode(self, text: str, bos: bool = True) -> np.ndarray:
@@ -72,7 +88,7 @@ class LanguageModel:
         loaded = None
         if tokenizer and info.tokenizer_dir:
             loaded = load_tokenizer(artifact_dir / info.tokenizer_dir)
-        return cls(DecoderConfig.model_validate(info.config), loaded, info.form, info.context)
+        return cls(DecoderConfig.model_validate(info.config), loaded, info.form, info.context, info.kv_cache)
 
 
 def load_tokenizer(directory: Path):

@@ -24,17 +24,52 @@ def register(cls: type[Recipe]) -> type[Recipe]:
     return cls
 
 
+@dataclass(frozen=True, config=_STRICT)
 class Recipe:
     name: ClassVar[str]
     needs_calibration: ClassVar[bool] = False
     summary: ClassVar[str] = ""
     takes: ClassVar[str] = "any model"  # or the one kind of model the recipe applies to
 
+    # A causal LM's KV cache: float, or int8/int4 codes with a scale and offset per head and token
+    # (passes/kv_cache.py). Every recipe takes it: the cache is quantized after the recipe's own passes.
+    kv_cache: Literal["float", "int8", "int4"] = "float"
+    # An accuracy budget (budget.py): the most sensitive quantized activations stay float until the loss
+    # against the float model (an LM's perplexity increase, else 1 - mean cosine) is at most this.
+    max_loss: Annotated[float, Field(gt=0.0, lt=1.0)] | None = None
+
     def options(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "options": self.options()}
+
+    def quantize(self, graph: Graph, calibration: CalibrationData | None) -> Graph:
+        """``apply``, then the accuracy budget and the KV cache."""
+        if self.kv_cache != "float" and graph.lm is None:
+            raise UsageError(f"recipe '{self.name}': kv_cache={self.kv_cache} applies to causal language models; "
+                             f"{graph.source or graph.name} has no KV cache")
+        if self.max_loss is not None:
+            if not hasattr(self, "keep_float"):
+                raise UsageError(f"recipe '{self.name}': max_loss keeps int8 activations float, and this recipe has "
+                                 f"none (recipes that take it: int8, int8-dynamic)")
+            _require(calibration, f"{self.name} with max_loss")
+        q = self.apply(graph, calibration)
+        if self.max_loss is not None:
+            from .budget import fit
+
+            again = dataclasses.replace(self, max_loss=None, kv_cache="float")
+            q, budget = fit(graph, q, calibration, self.max_loss,
+                            lambda keep: dataclasses.replace(again, keep_float=tuple(sorted(keep))).apply(graph, calibration))
+            q.report = {**q.report, "budget": budget}
+        if self.kv_cache != "float":
+            from .passes.kv_cache import KvCachePass
+
+            with progress.step(f"{self.kv_cache} KV cache"):
+                KvCachePass(self.kv_cache, q.lm.cache)(q.model)
+            q.lm = dataclasses.replace(q.lm, kv_cache=self.kv_cache)
+            q.report = {**q.report, "kv_cache": self.kv_cache}
+        return q
 
     def apply(self, graph: Graph, calibration: CalibrationData | None) -> Graph:
         raise NotImplementedError
@@ -127,6 +162,7 @@ class Int8(Recipe):
     attention_matmuls: bool = False
     embeddings: bool = True
     calibration_samples: Annotated[int, Field(ge=1)] = 64
+    keep_float: tuple[str, ...] = ()  # linear layers (node names) left float: weights and their input
 
     def apply(self, graph: Graph, calibration: CalibrationData | None) -> Graph:
         from .passes.activations import StaticActivationsPass, matmul_activation_inputs
@@ -137,24 +173,28 @@ class Int8(Recipe):
         q = self.prepare(graph)
         report: dict[str, Any] = {}
 
+        keep = set(self.keep_float)
+
         def activation_names(attention: bool) -> list[str]:
-            return sorted({n.inputs[i].name for n, i in matmul_activation_inputs(q.model.graph, attention)})
+            return sorted({n.inputs[i].name for n, i in matmul_activation_inputs(q.model.graph, attention) if n.name not in keep})
 
         if self.smooth_alpha != 0:
             smooth = self._smooth(q, activation_names(False), data)
             report["smoothed_activations"] = len(smooth.smoothed)
             if self.smooth_alpha == "search":
                 report["smooth_alphas"] = smooth.alphas
-        weights = Int8WeightsPass(share_tables_now=False)
+        weights = Int8WeightsPass(skip=keep, share_tables_now=False)
         weights(q.model)
         # Ranges are observed on the smoothed graph: smoothing changed the activations they describe.
         stats = collect(q, activation_names(self.attention_matmuls), data, self.calibration_samples)
         weights.share_tables()
         with progress.step("inserting quantize/dequantize pairs"):
-            acts = StaticActivationsPass(stats, self.percentile, self.attention_matmuls)
+            acts = StaticActivationsPass(stats, self.percentile, self.attention_matmuls, skip=keep)
             acts(q.model)
         report["int8_linears"] = len(weights.quantized)
         report["int8_activations"] = len(acts.ranges)
+        if keep:
+            report["float_linears"] = sorted(keep)
         if acts.kept_float:
             report["float_activations"] = acts.kept_float
         if self.embeddings:
@@ -191,17 +231,20 @@ class Int8Dynamic(Recipe):
     summary: ClassVar[str] = "int8 weights, activations quantized at run time"
 
     embeddings: bool = True
+    keep_float: tuple[str, ...] = ()  # linear layers (node names) left float: weights and their input
 
     def apply(self, graph: Graph, calibration: CalibrationData | None) -> Graph:
         from .passes.activations import DynamicActivationsPass
         from .passes.weights import Int8WeightsPass
 
         q = self.prepare(graph)
-        weights = Int8WeightsPass()
+        weights = Int8WeightsPass(skip=set(self.keep_float))
         weights(q.model)
-        acts = DynamicActivationsPass()
+        acts = DynamicActivationsPass(skip=set(self.keep_float))
         acts(q.model)
         q.report = {"int8_linears": len(weights.quantized), "dynamic_activations": acts.count}
+        if self.keep_float:
+            q.report["float_linears"] = sorted(self.keep_float)
         if self.embeddings:
             quantize_embeddings(q, q.report, bits=8)
         q.report["float_ops"] = _float_ops(q)

@@ -47,7 +47,7 @@ def collect_in_groups(
     ``budget``: a pass can use a group and let it go before the next is observed (GPTQ's Hessians), and
     the next group is observed on the graph as that pass left it."""
     total = min(len(data), limit) if limit else len(data)
-    groups = _groups(graph, names, observer, budget)
+    groups = _groups(graph, names, observer, budget) if names else []  # nothing to observe: no run at all
     for index, group in enumerate(groups):
         observers = {name: observer() for name in group}
         # The weights are fed from the graph's own arrays: a language model's are not held twice.

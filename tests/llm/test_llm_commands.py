@@ -61,11 +61,14 @@ def gguf_artifact(deployed):
 
 @pytest.fixture(scope="module")
 def artifacts(gemma_graph, lm_text, int8_artifact, gguf_artifact, tmp_path_factory):
-    """One artifact per recipe (int4-rtn is int4 with its default rounding: the same artifact)."""
+    """One artifact per recipe (int4-rtn is int4 with its default rounding: the same artifact); fp32 with an
+    int8 KV cache, so its loss is the cache's alone."""
     calibration, _ = lm_text
     made = {"int8": int8_artifact, "gguf": gguf_artifact}
     for recipe in sorted(set(REGISTRY) - set(made) - {"int4-rtn"}):
         options = {"calibration_samples": CALIBRATION_WINDOWS} if REGISTRY[recipe].needs_calibration else {}
+        if recipe == "fp32":
+            options["kv_cache"] = "int8"
         quantized = edgesdk.quantize(gemma_graph, recipe, calibration=str(calibration), **options)
         made[recipe] = edgesdk.export(quantized, "host", tmp_path_factory.mktemp("gemma") / recipe).path
     made["int4-rtn"] = made["int4"]
@@ -98,6 +101,23 @@ def test_weight_only_recipes_perplexity(artifacts, lm_text, capsys):
     assert increase["int8-weights"] < 0.01, increase
     assert increase["int4-awq"] < 0.8 * increase["int4-rtn"], increase
     assert increase["int4-gptq"] < 0.8 * increase["int4-rtn"], increase
+
+
+def test_the_int8_kv_cache_costs_little_and_runs_in_the_device_runner(artifacts, lm_text, capsys, tmp_path):
+    artifact = artifacts["fp32"]  # float weights and activations: what is lost is the cache's
+    report = evaluated(capsys, artifact, lm_text[1])
+    # benchmarks/llm.py (2040 tokens): +0.16 %, the issue's bar +0.5 %; on these 8 windows of 128 tokens the
+    # rounding happened to lower perplexity (-0.21 %, agreement 0.969): the bar is on its size
+    assert abs(report["perplexity_increase"]) < 0.005 and report["next_token_agreement"] > 0.9, report
+    manifest = json.loads((artifact / "manifest.json").read_text())
+    assert manifest["language_model"]["kv_cache"] == "int8"
+    assert {i["name"]: i["dtype"] for i in manifest["inputs"]}["past.3.value"] == "uint8"
+    # the device runner feeds the codes and scales back step by step (the local device runs it as a board does)
+    capsys.readouterr()
+    assert main(["profile", str(artifact), "--device", "local", "--runs", "4", "--warmup", "1",
+                 "--runs-dir", str(tmp_path), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["lm"]["decode_steps"] == 4 and doc["accuracy"]["next_token"]["agreement_with_host"] == 1.0
 
 
 def test_gguf_keeps_the_files_blocks_exactly(gguf_artifact, lm_text, capsys):
@@ -173,7 +193,9 @@ def test_inspect_reads_every_recipes_artifact(artifacts, capsys):
         assert main(["inspect", str(path), "--json"]) == 0, recipe
         report = json.loads(capsys.readouterr().out)
         assert report["language_model"]["config"]["layers"] == 18
-        assert all(o["dtype"] == "float32" for o in report["outputs"]), (recipe, report["outputs"])
+        cache = "uint8" if recipe == "fp32" else "float32"  # fp32 has the int8 KV cache
+        dtypes = {o["name"]: o["dtype"] for o in report["outputs"]}
+        assert dtypes["logits"] == "float32" and dtypes["present.7.value"] == cache, (recipe, dtypes)
         assert main(["inspect", str(path)]) == 0
         assert "past.N.key (18 tensors, N = layer)" in capsys.readouterr().out
 
@@ -181,8 +203,9 @@ def test_inspect_reads_every_recipes_artifact(artifacts, capsys):
 def test_each_recipe_keeps_next_token_agreement(artifacts):
     for recipe, path in artifacts.items():
         agreement = json.loads((path / "manifest.json").read_text())["accuracy"]["next_token"]["next_token_agreement"]
-        # 126 reference positions at export; gguf keeps the float weights and activations: float rounding only
-        floor = {"fp32": 1.0, "gguf": 0.99, "int8": 0.7, "int8-dynamic": 0.7, "int8-weights": 0.85,
+        # 126 reference positions at export; gguf keeps the float weights and activations: float rounding only;
+        # fp32 has the int8 KV cache
+        floor = {"fp32": 0.9, "gguf": 0.99, "int8": 0.7, "int8-dynamic": 0.7, "int8-weights": 0.85,
                  "int4": 0.5, "int4-rtn": 0.5, "int4-awq": 0.5, "int4-gptq": 0.5}[recipe]
         assert agreement >= floor, (recipe, agreement)
 

@@ -26,11 +26,12 @@ def matmul_activation_inputs(graph: ir.Graph, attention: bool) -> list[tuple[ir.
 
 class _MatmulInputsPass(ir.passes.InPlacePass):
     """Replace each matmul input by its quantize→dequantize; a value read by several matmuls (the QKV
-    projections share one) is quantized once. Subclasses say how, or None to leave a value float."""
+    projections share one) is quantized once. Subclasses say how, or None to leave a value float. Nodes
+    named in ``skip`` keep reading the float value."""
 
-    def __init__(self, attention: bool = False):
+    def __init__(self, attention: bool = False, skip: set[str] | None = None):
         super().__init__()
-        self.attention = attention
+        self.attention, self.skip = attention, skip or set()
         self.count = 0
 
     def quantized(self, editor: GraphEditor, value: ir.Value) -> ir.Value | None:
@@ -41,6 +42,8 @@ class _MatmulInputsPass(ir.passes.InPlacePass):
         editor = GraphEditor(graph)
         done: dict[str, ir.Value | None] = {}
         for node, index in matmul_activation_inputs(graph, self.attention):
+            if node.name in self.skip:
+                continue
             value = node.inputs[index]
             if value.name not in done:
                 done[value.name] = self.quantized(editor, value)
@@ -52,8 +55,9 @@ class _MatmulInputsPass(ir.passes.InPlacePass):
 
 
 class StaticActivationsPass(_MatmulInputsPass):
-    def __init__(self, stats: dict[str, Ranges], percentile: float | None = None, attention: bool = False):
-        super().__init__(attention)
+    def __init__(self, stats: dict[str, Ranges], percentile: float | None = None, attention: bool = False,
+                 skip: set[str] | None = None):
+        super().__init__(attention, skip)
         self.stats, self.percentile = stats, percentile
         self.ranges: dict[str, tuple[float, float]] = {}
         self.kept_float: dict[str, str] = {}

@@ -15,15 +15,16 @@ from ..edit import GraphEditor
 from ..patterns import Linear, layernorm_producer
 
 
-def channel_gain_producer(value: ir.Value) -> tuple[ir.Node, list[int]] | None:
-    """The node producing ``value`` by scaling its channels with constants, and which inputs hold them."""
+def channel_gain_producer(value: ir.Value, channels: int) -> tuple[ir.Node, list[int]] | None:
+    """The node producing ``value`` by scaling its ``channels`` channels with constants, and which inputs
+    hold them. The count comes from the reading linears' weights: graphs built without shape inference
+    (the causal-LM builder's) do not annotate the activation's shape."""
     norm = layernorm_producer(value)
     if norm is not None:
         return norm, [i for i in (1, 2) if i < len(norm.inputs) and norm.inputs[i] is not None]
     node = value.producer()
     if node is None or node.op_type != "Mul" or len(node.outputs[0].uses()) == 0:
         return None
-    channels = value.shape[-1] if value.shape is not None and len(value.shape) else None
     for index, other in ((1, 0), (0, 1)):
         gain = node.inputs[index]
         if gain is not None and gain.const_value is not None and node.inputs[other].const_value is None \
@@ -58,7 +59,7 @@ def rescale(editor: GraphEditor, activation: ir.Value, group: list[Linear], scal
         smoothed = editor.constant(f"{linear.weight.name}_scaled", scaled_weight(linear, scale))
         linear.node.replace_input_with(1, smoothed)
     if _foldable(activation, group):
-        producer, indices = channel_gain_producer(activation)
+        producer, indices = channel_gain_producer(activation, len(scale))
         for index in indices:
             param = producer.inputs[index]
             new = editor.constant(f"{param.name}_scaled", (param.const_value.numpy() / scale).astype(np.float32))
@@ -75,6 +76,6 @@ def _foldable(activation: ir.Value, group: list[Linear]) -> bool:
     readers_are_group = {id(u.node) for u in activation.uses()} == {id(l.node) for l in group}
     if not readers_are_group or activation.is_graph_output():
         return False
-    found = channel_gain_producer(activation)
+    found = channel_gain_producer(activation, group[0].weight.shape[group[0].input_axis])
     # the gain must be this producer's alone, or another reader of it would see it rescaled
     return found is not None and all(len(found[0].inputs[i].uses()) == 1 for i in found[1])
