@@ -230,11 +230,11 @@ def bench_model(name: str, args, work: Path) -> None:
     print(f"== {name}: {gguf_path.name} ({gguf_path.stat().st_size / 1e6:.0f} MB)", file=sys.stderr)
 
     recipes = ["fp32"] + [r for r in args.recipes.split(",") if r and r != "fp32"]  # fp32: the reference
-    unknown = sorted(set(recipes) - set(RECIPES))
+    unknown = sorted({r for r in recipes if r.removesuffix(KV8) not in RECIPES})
     if unknown:
         raise SystemExit(f"--recipes: unknown row(s) {', '.join(unknown)} (known: {', '.join(RECIPES)})")
     if args.kv8:
-        recipes = [row for recipe in recipes for row in (recipe, recipe + KV8)]
+        recipes = list(dict.fromkeys(row for recipe in recipes for row in (recipe, recipe.removesuffix(KV8) + KV8)))
     converted = {}
     for recipe in recipes:
         base = recipe.removesuffix(KV8)
@@ -313,7 +313,8 @@ def bench_model(name: str, args, work: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="gemma3-270m,qwen2.5-0.5b")
-    parser.add_argument("--recipes", default=",".join(RECIPES), help=f"edgesdk rows (default {','.join(RECIPES)}; fp32 always)")
+    parser.add_argument("--recipes", default=",".join(RECIPES), help=f"edgesdk rows (default {','.join(RECIPES)}; fp32 always; a row "
+                        f"with the suffix {KV8} is the recipe with the int8 KV cache)")
     parser.add_argument("--no-peers", dest="peers", action="store_false", help="leave out the llama.cpp and ORT-quantizer rows")
     parser.add_argument("--no-kv8", dest="kv8", action="store_false", help="leave out the rows with the int8 KV cache")
     parser.add_argument("--windows", type=int, default=8, help="held-out windows (default 8)")

@@ -84,6 +84,7 @@ def main() -> int:
     for label, recipe, opts in [
         ("edgesdk fp32 (ORT lowering only)", "fp32", {}),
         ("edgesdk int8", "int8", {}),
+        ("edgesdk int8 --max-loss 0.001", "int8", {"max_loss": 0.001}),
         ("edgesdk int8, attention matmuls int8", "int8", {"attention_matmuls": True}),
         ("edgesdk int8-dynamic", "int8-dynamic", {}),
         ("edgesdk int4 (block 32)", "int4", {}),

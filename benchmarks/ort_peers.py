@@ -41,15 +41,20 @@ def make(label: str, float_model: Path, out: Path, calibration: list[dict]) -> P
     out.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     if label == "ORT quantize_dynamic":
-        # Without the graph's shape annotations: with them, the quantizer's own shape inference fails on
-        # Gemma ("differ in dimension 0: (640) vs (262144)", around the table the Gather and the tied
-        # output Gemm share); without them it infers its own.
+        # Prepared: without the graph's shape annotations (with them the quantizer's own shape inference
+        # fails: "differ in dimension 0: (640) vs (262144)"), and with the tied output layer's table untied:
+        # the quantizer turns a transB Gemm into a MatMul by transposing its weight in place, and the
+        # embedding Gather reading the same table would then gather from [hidden, vocab].
         plain = onnx.load(float_model)
         del plain.graph.value_info[:]
+        _untie_output_layer(plain)
         bare = out.parent / f"{out.stem}-input.onnx"
         onnx.save(plain, bare, save_as_external_data=True, location=f"{bare.name}.data")
         del plain
+        # Its defaults but per-channel weights.
         quantize_dynamic(bare, out, weight_type=QuantType.QInt8, per_channel=True, use_external_data_format=True)
+        bare.unlink()
+        (bare.parent / f"{bare.name}.data").unlink()
     else:
         algorithm = label.rsplit(" ", 1)[-1]
         config = {
@@ -64,3 +69,18 @@ def make(label: str, float_model: Path, out: Path, calibration: list[dict]) -> P
         quantizer.model.save_model_to_file(str(out), use_external_data_format=True)
     print(f"  {label}: {time.perf_counter() - started:.0f} s", file=sys.stderr)
     return out
+
+
+def _untie_output_layer(model) -> None:
+    """A Gemm whose weight an embedding Gather also reads gets a copy of its own."""
+    import onnx
+
+    gathered = {n.input[0] for n in model.graph.node if n.op_type == "Gather"}
+    tables = {t.name: t for t in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Gemm" and node.input[1] in gathered and node.input[1] in tables:
+            copy = onnx.TensorProto()
+            copy.CopyFrom(tables[node.input[1]])
+            copy.name = node.input[1] + "_output_layer"
+            model.graph.initializer.append(copy)
+            node.input[1] = copy.name

@@ -38,10 +38,10 @@ def quantize(graph: Graph, recipe: str | Recipe = "int8", calibration: Any = Non
     """Apply a recipe; the result keeps a link to the float graph for export and verification."""
     recipe = get_recipe(recipe, **options)
     count = getattr(recipe, "calibration_samples", None)
-    if count is not None and recipe.max_loss is not None and graph.lm is not None:
-        from .quant.budget import LM_BUDGET_WINDOWS
+    if count is not None and recipe.max_loss is not None:
+        from .quant.budget import HELD_OUT
 
-        count += LM_BUDGET_WINDOWS  # windows past the calibrated ones, for the loss budget
+        count += HELD_OUT  # samples past the calibrated ones, for the loss budget
     data = _data_for(graph, calibration, "calibration", count)
     if data is not None:
         data.validate(graph)

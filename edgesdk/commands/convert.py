@@ -64,7 +64,8 @@ def run(args) -> int:
         print(f"  accuracy budget ({budget['metric']} ≤ {budget['max_loss']:g} on {budget['samples']} calibration "
               f"samples): {budget['loss_before']:.5f} -> {budget['loss_after']:.5f}"
               f"{'' if budget['met'] else ' — NOT MET with every quantized activation float'}; "
-              f"{len(kept)} layer groups kept float (+{budget.get('kept_float_weight_bytes', 0) * 0.75 / 1e6:.1f} MB of weights)")
+              f"{len(kept)} layer groups take a float input, int8 weights per channel "
+              f"({budget.get('weight_bytes_added', 0) / 1e6:+.1f} MB)")
         for entry in kept:
             print(f"    {entry['activation']}: {', '.join(entry['layers'])}")
     for name, m in (summary["accuracy"] or {}).get("outputs", {}).items():

@@ -50,17 +50,22 @@ class Recipe:
             raise UsageError(f"recipe '{self.name}': kv_cache={self.kv_cache} applies to causal language models; "
                              f"{graph.source or graph.name} has no KV cache")
         if self.max_loss is not None:
-            if not hasattr(self, "keep_float"):
+            if not hasattr(self, "keep_float_input"):
                 raise UsageError(f"recipe '{self.name}': max_loss keeps int8 activations float, and this recipe has "
                                  f"none (recipes that take it: int8, int8-dynamic)")
-            _require(calibration, f"{self.name} with max_loss")
+            from .budget import held_out
+
+            calibration, measured_on = held_out(_require(calibration, f"{self.name} with max_loss"))
         q = self.apply(graph, calibration)
         if self.max_loss is not None:
             from .budget import fit
 
             again = dataclasses.replace(self, max_loss=None, kv_cache="float")
-            q, budget = fit(graph, q, calibration, self.max_loss,
-                            lambda keep: dataclasses.replace(again, keep_float=tuple(sorted(keep))).apply(graph, calibration))
+            def requantize(layers: set[str], precision: str) -> Graph:
+                field = "keep_float_input" if precision == "float input" else "keep_float"
+                return dataclasses.replace(again, **{field: tuple(sorted(layers))}).apply(graph, calibration)
+
+            q, budget = fit(graph, q, measured_on, self.max_loss, requantize)
             q.report = {**q.report, "budget": budget}
         if self.kv_cache != "float":
             from .passes.kv_cache import KvCachePass
@@ -162,7 +167,11 @@ class Int8(Recipe):
     attention_matmuls: bool = False
     embeddings: bool = True
     calibration_samples: Annotated[int, Field(ge=1)] = 64
-    keep_float: tuple[str, ...] = ()  # linear layers (node names) left float: weights and their input
+    # Linear layers (node names) whose input stays float, their weights int8 per channel and not smoothed
+    # (in block form: ORT runs them as MatMulNBits, whose int8 kernel quantizes the input per block of 32
+    # at run time). The accuracy budget (max_loss) chooses them.
+    keep_float_input: tuple[str, ...] = ()
+    keep_float: tuple[str, ...] = ()  # linear layers left float altogether: input and weights
 
     def apply(self, graph: Graph, calibration: CalibrationData | None) -> Graph:
         from .passes.activations import StaticActivationsPass, matmul_activation_inputs
@@ -173,28 +182,30 @@ class Int8(Recipe):
         q = self.prepare(graph)
         report: dict[str, Any] = {}
 
-        keep = set(self.keep_float)
+        keep, floats = set(self.keep_float_input), set(self.keep_float)
 
         def activation_names(attention: bool) -> list[str]:
-            return sorted({n.inputs[i].name for n, i in matmul_activation_inputs(q.model.graph, attention) if n.name not in keep})
+            return sorted({n.inputs[i].name for n, i in matmul_activation_inputs(q.model.graph, attention)
+                           if n.name not in keep | floats})
 
         if self.smooth_alpha != 0:
             smooth = self._smooth(q, activation_names(False), data)
             report["smoothed_activations"] = len(smooth.smoothed)
             if self.smooth_alpha == "search":
                 report["smooth_alphas"] = smooth.alphas
-        weights = Int8WeightsPass(skip=keep, share_tables_now=False)
+        weights = Int8WeightsPass(skip=keep | floats, share_tables_now=False)
         weights(q.model)
         # Ranges are observed on the smoothed graph: smoothing changed the activations they describe.
         stats = collect(q, activation_names(self.attention_matmuls), data, self.calibration_samples)
         weights.share_tables()
+        _int8_block_weights(q, keep, report)
         with progress.step("inserting quantize/dequantize pairs"):
-            acts = StaticActivationsPass(stats, self.percentile, self.attention_matmuls, skip=keep)
+            acts = StaticActivationsPass(stats, self.percentile, self.attention_matmuls, skip=keep | floats)
             acts(q.model)
         report["int8_linears"] = len(weights.quantized)
         report["int8_activations"] = len(acts.ranges)
-        if keep:
-            report["float_linears"] = sorted(keep)
+        if floats:
+            report["float_linears"] = sorted(floats)
         if acts.kept_float:
             report["float_activations"] = acts.kept_float
         if self.embeddings:
@@ -231,20 +242,24 @@ class Int8Dynamic(Recipe):
     summary: ClassVar[str] = "int8 weights, activations quantized at run time"
 
     embeddings: bool = True
-    keep_float: tuple[str, ...] = ()  # linear layers (node names) left float: weights and their input
+    keep_float_input: tuple[str, ...] = ()  # as int8's: layers whose input stays float (max_loss chooses them)
+    keep_float: tuple[str, ...] = ()  # layers left float altogether
 
     def apply(self, graph: Graph, calibration: CalibrationData | None) -> Graph:
         from .passes.activations import DynamicActivationsPass
         from .passes.weights import Int8WeightsPass
 
         q = self.prepare(graph)
-        weights = Int8WeightsPass(skip=set(self.keep_float))
+        keep, floats = set(self.keep_float_input), set(self.keep_float)
+        weights = Int8WeightsPass(skip=keep | floats)
         weights(q.model)
-        acts = DynamicActivationsPass(skip=set(self.keep_float))
+        q.report = {"int8_linears": len(weights.quantized)}
+        _int8_block_weights(q, keep, q.report)
+        if floats:
+            q.report["float_linears"] = sorted(floats)
+        acts = DynamicActivationsPass(skip=keep | floats)
         acts(q.model)
-        q.report = {"int8_linears": len(weights.quantized), "dynamic_activations": acts.count}
-        if self.keep_float:
-            q.report["float_linears"] = sorted(self.keep_float)
+        q.report["dynamic_activations"] = acts.count
         if self.embeddings:
             quantize_embeddings(q, q.report, bits=8)
         q.report["float_ops"] = _float_ops(q)
@@ -281,6 +296,21 @@ class Gguf(Recipe):
             keep(q.model)
         q.report = keep.report() | {"float_ops": _float_ops(q)}
         return q
+
+
+def _int8_block_weights(graph: Graph, layers: set[str], report: dict[str, Any]) -> None:
+    """The linears ``layers`` (whose input stays float) get int8 weights per channel in block form, the one
+    float-activation kernels take; a tied table's embedding Gathers read it too."""
+    if not layers:
+        return
+    from .passes.weights import BlockWeightsPass
+    from .patterns import linears
+
+    activations = {linear.activation.name for linear in linears(graph.model.graph) if linear.node.name in layers}
+    _ensure_opset(graph, 21)  # block-wise DequantizeLinear
+    blocks = BlockWeightsPass(bits=8, per_channel=True, only=activations)
+    blocks(graph.model)
+    report["float_input_linears"] = sorted(layers)
 
 
 def quantize_embeddings(graph: Graph, report: dict[str, Any], bits: int, **options: Any) -> None:

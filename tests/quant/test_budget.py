@@ -26,14 +26,22 @@ def test_int8_with_a_budget_keeps_the_fewest_sensitive_layers_float(minilm_graph
     plain = edgesdk.quantize(minilm_graph, "int8", calibration=calib)
     fitted = edgesdk.quantize(minilm_graph, "int8", calibration=calib, max_loss=0.001)
     budget = fitted.report["budget"]
-    # measured: 0.00172 -> 0.00097 on the budget's 16 samples, 8 of 24 activations kept float (GELU and
-    # LayerNorm outputs rank first); on 200 held-out sentences the mean cosine went 0.99798 -> 0.99908
+    # measured: 0.00182 -> 0.00097 on the budget's 16 held-out calibration samples, 3 of 24 layer groups kept
+    # float (the FFN down-projections after GELU, +5.3 MB); on 200 held-out sentences the mean cosine went
+    # 0.99798 -> 0.99900
     assert budget["loss_before"] > 0.001 >= budget["loss_after"] and budget["met"]
     assert 0 < len(budget["kept"]) < 24
     kept_layers = {layer for entry in budget["kept"] for layer in entry["layers"]}
+    # int8 weights cost MiniLM about 0.0006 of cosine: with int8 weights and float inputs even all 24 groups
+    # missed 0.001 (0.00118), so the kept groups are float altogether, weights too
+    assert budget["kept_as"] == "float"
     assert set(fitted.report["float_linears"]) == kept_layers
-    floats = {n.name for n in fitted.model.graph if n.op_type == "MatMul" and n.inputs[1].const_value is not None}
-    assert kept_layers <= floats  # the kept layers' weights are the float model's, unquantized
+    for node in fitted.model.graph:
+        if node.name in kept_layers:
+            assert node.inputs[1].const_value is not None  # the float model's weight
+            assert node.inputs[0].producer() is None or node.inputs[0].producer().op_type != "DequantizeLinear"
+    total = sum(v.const_value.nbytes for v in plain.model.graph.initializers.values())
+    assert 0 < budget["weight_bytes_added"] < 0.25 * total, (budget["weight_bytes_added"], total)
     sensitivities = [entry["sensitivity"] for entry in budget["kept"]]
     assert sensitivities == sorted(sensitivities, reverse=True)
     before, after = _heldout_loss(plain, minilm_graph, heldout), _heldout_loss(fitted, minilm_graph, heldout)
