@@ -34,8 +34,9 @@ class Recipe:
     # A causal LM's KV cache: float, or int8/int4 codes with a scale and offset per head and token
     # (passes/kv_cache.py). Every recipe takes it: the cache is quantized after the recipe's own passes.
     kv_cache: Literal["float", "int8", "int4"] = "float"
-    # An accuracy budget (budget.py): the most sensitive quantized activations stay float until the loss
-    # against the float model (an LM's perplexity increase, else 1 - mean cosine) is at most this.
+    # An accuracy budget (budget.py): the layers most sensitive to quantization are kept in higher precision
+    # until the loss against the float model (an LM's perplexity increase, else 1 - mean cosine) is at most
+    # this. Recipes with int8 activations take it.
     max_loss: Annotated[float, Field(gt=0.0, lt=1.0)] | None = None
 
     def options(self) -> dict[str, Any]:
@@ -61,6 +62,7 @@ class Recipe:
             from .budget import fit
 
             again = dataclasses.replace(self, max_loss=None, kv_cache="float")
+
             def requantize(layers: set[str], precision: str) -> Graph:
                 field = "keep_float_input" if precision == "float input" else "keep_float"
                 return dataclasses.replace(again, **{field: tuple(sorted(layers))}).apply(graph, calibration)
