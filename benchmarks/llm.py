@@ -106,6 +106,22 @@ def _llama_logits(llm, ids: np.ndarray) -> np.ndarray:
     return np.array(llm.scores[: len(ids)], np.float32)
 
 
+def _reference_lm(path: str):
+    """The fp32 artifact's LM: the inputs and cache a peer's plain .onnx (made from its graph) takes."""
+    from edgesdk.artifact import Artifact
+    from edgesdk.llm.model import LanguageModel
+
+    reference = Artifact.load(path)
+    return LanguageModel.from_manifest(reference.manifest.language_model, reference.path, tokenizer=False)
+
+
+def _onnx_runner(path: str, threads: int):
+    from edgesdk.runtime import ort_session, run
+
+    session = ort_session(Path(path), threads=threads)
+    return lambda feed: run(session, feed)
+
+
 def accuracy_worker(plan: dict) -> dict:
     """Every row on the same token windows, against the fp32 artifact's logits."""
     from edgesdk.artifact import Artifact
@@ -126,13 +142,10 @@ def accuracy_worker(plan: dict) -> dict:
         return lambda ids: _llama_logits(llm, ids)
 
     def onnx_logits(path: str):  # a peer's plain .onnx: the fp32 artifact's inputs and cache
-        from edgesdk.runtime import ort_session, run
+        run = _onnx_runner(path, 2)
+        return lambda ids: run(reference_lm.prefill_feed(ids))["logits"][0]
 
-        session = ort_session(Path(path), threads=2)
-        return lambda ids: run(session, reference_lm.prefill_feed(ids), ["logits"])["logits"][0]
-
-    reference = Artifact.load(plan["reference"])
-    reference_lm = LanguageModel.from_manifest(reference.manifest.language_model, reference.path, tokenizer=False)
+    reference_lm = _reference_lm(plan["reference"])
     runners = {label: artifact_logits(path) for label, path in plan["artifacts"].items()}
     runners |= {label: llama_logits(path) for label, path in plan["llama_cpp"].items()}
     runners |= {label: onnx_logits(path) for label, path in plan.get("onnx", {}).items()}
@@ -171,15 +184,10 @@ def speed_worker(plan: dict) -> dict:
     from edgesdk.llm.generate import generate_tokens
     from edgesdk.llm.model import LanguageModel
 
+    reference_lm = _reference_lm(plan["reference"])
     for label, path in plan["models"].items():
         if plan["runtime"] == "onnx":  # a peer's plain .onnx with the fp32 artifact's inputs and cache
-            from edgesdk.runtime import ort_session
-            from edgesdk.runtime import run as run_session
-
-            reference = Artifact.load(plan["reference"])
-            lm = LanguageModel.from_manifest(reference.manifest.language_model, reference.path, tokenizer=False)
-            session = ort_session(Path(path), threads=threads)
-            run = lambda feed, session=session: run_session(session, feed)  # noqa: E731
+            lm, run = reference_lm, _onnx_runner(path, threads)
         else:
             art = Artifact.load(path)
             lm = LanguageModel.from_manifest(art.manifest.language_model, art.path, tokenizer=False)

@@ -37,6 +37,7 @@ def evaluate(artifact: Any, text: str | Path, window: int = EVAL_WINDOW, max_win
     float_run = _float_runner(art.float_model_path, threads, low_memory=True)
     run = backend.host_runner(art.model_path, art.manifest.backend_info, threads)
     stats = NextTokenStats()
+    float_lm = lm.float_form  # the float model's cache is float whatever the artifact's
     for ids in progress.track(windows, "evaluating", total=len(windows)):
-        stats.add(ids, run(lm.prefill_feed(ids))["logits"][0], float_run(lm.float_form.prefill_feed(ids))["logits"][0])
+        stats.add(ids, run(lm.prefill_feed(ids))["logits"][0], float_run(float_lm.prefill_feed(ids))["logits"][0])
     return {"artifact": str(art.path), "text": str(text), "window": window, "windows": len(windows), **stats.to_json()}

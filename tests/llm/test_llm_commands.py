@@ -106,8 +106,8 @@ def test_weight_only_recipes_perplexity(artifacts, lm_text, capsys):
 def test_the_int8_kv_cache_costs_little_and_runs_in_the_device_runner(artifacts, lm_text, capsys, tmp_path):
     artifact = artifacts["fp32"]  # float weights and activations: what is lost is the cache's
     report = evaluated(capsys, artifact, lm_text[1])
-    # benchmarks/llm.py (2040 tokens): +0.16 %, the bar +0.5 %; on these 8 windows of 128 tokens the
-    # rounding happened to lower perplexity (-0.21 %, agreement 0.969): the bar is on its size
+    # `edgesdk eval` on 2040 tokens of the artifact converted from the .gguf: +0.16 % (the bar +0.5 %);
+    # on these 8 windows of 128 tokens that artifact measured -0.21 % (agreement 0.969): the bar is on its size
     assert abs(report["perplexity_increase"]) < 0.005 and report["next_token_agreement"] > 0.9, report
     manifest = json.loads((artifact / "manifest.json").read_text())
     assert manifest["language_model"]["kv_cache"] == "int8"

@@ -30,7 +30,7 @@ class KvCachePass(ir.passes.InPlacePass):
         if kind not in LEVELS:
             raise ValueError(f"kv_cache must be one of {', '.join(LEVELS)}")
         self.kind, self.cache = kind, cache
-        self.quantized: list[str] = []
+        self._constants: dict[tuple, ir.Value] = {}  # one initializer per distinct constant, not one per layer
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         graph = model.graph
@@ -44,7 +44,6 @@ class KvCachePass(ir.passes.InPlacePass):
                 raise ModelError(f"the KV cache tensor {past_name} -> {present_name} is not appended by a "
                                  f"Concat or ScatterND of the past: this graph's cache cannot be quantized")
             self._quantize_entry(editor, graph, past, present, append)
-            self.quantized.append(past_name)
         editor.finish()
         return ir.passes.PassResult(model, True)
 
@@ -64,7 +63,11 @@ class KvCachePass(ir.passes.InPlacePass):
             return editor.add(op_type, list(args), attrs, hint=f"{hint}_{op_type.lower()}").outputs[0]
 
         def const(value, dtype=np.float32):
-            return editor.constant(f"{hint}_c", np.asarray(value, dtype))
+            array = np.asarray(value, dtype)
+            key = (array.dtype.str, array.shape, array.tobytes())
+            if key not in self._constants:
+                self._constants[key] = editor.constant(f"kv_cache_{len(self._constants)}", array)
+            return self._constants[key]
 
         def by_group(value, last):  # [1, kv, S, groups * last] <-> [1, kv, S, groups, last]
             return op("Reshape", value, const([0, 0, 0, groups, last], np.int64))
