@@ -1,0 +1,102 @@
+"""The C backend on all-MiniLM-L6-v2 with its real weights and real sentences: the int4 package against the ORT
+int4 artifact of the same graph, fp32 against the float model, the package built by make alone in an empty
+environment, and the errors a user meets (an op with no lowering, a build that fails)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import edgesdk
+from edgesdk.backends import backend_for_artifact
+from edgesdk.backends.c import build as c_build
+from edgesdk.calibration import CalibrationData
+from edgesdk.errors import ArtifactError
+from tests.helpers import mlp_data, mlp_model, with_node
+
+HELD_OUT = 100
+
+
+@pytest.fixture(scope="module")
+def c_int4(minilm_graph, minilm_data, tmp_path_factory):
+    calib, _ = minilm_data
+    quantized = edgesdk.quantize(minilm_graph, "int4")
+    return edgesdk.export(quantized, "host-c", tmp_path_factory.mktemp("c") / "int4", reference_data=calib)
+
+
+def _runner(artifact):
+    return backend_for_artifact(artifact.manifest).host_runner(artifact.model_path, artifact.manifest.backend_info)
+
+
+def _cosines(a: list[np.ndarray], b: list[np.ndarray]) -> np.ndarray:
+    return np.array([float((x * y).sum() / np.linalg.norm(x) / np.linalg.norm(y)) for x, y in zip(a, b)])
+
+
+def test_int4_in_c_matches_the_ort_int4_artifact(c_int4, minilm_artifacts, minilm_graph, minilm_data):
+    _, heldout = minilm_data
+    feeds = list(CalibrationData.from_npz(heldout).feeds(minilm_graph, HELD_OUT))
+    in_c, in_ort = _runner(c_int4), _runner(minilm_artifacts("int4"))
+    cosines = _cosines([in_c(f)["sentence_embedding"] for f in feeds], [in_ort(f)["sentence_embedding"] for f in feeds])
+    # measured 0.99978 mean (0.99963 min) on 40 of these sentences; the issue's bar is 0.002 of mean cosine
+    assert cosines.mean() >= 0.998 and cosines.min() > 0.99, (cosines.mean(), cosines.min())
+    plan = c_int4.manifest.backend_info
+    assert plan["inputs"][0]["shape"] == [1, 128]  # fixed from the first reference sample
+    # the package's weights are the int4 codes (packed), their scales and zero points, and the float LayerNorm
+    # parameters and biases: far below the float model's 90 MB
+    assert c_int4.manifest.files["c/weights.bin"].bytes < 0.2 * c_int4.manifest.files["float/model.onnx"].bytes
+
+
+def test_fp32_in_c_equals_the_float_model(minilm_graph, minilm_data, tmp_path):
+    calib, heldout = minilm_data
+    artifact = edgesdk.export(edgesdk.quantize(minilm_graph, "fp32"), "host-c", tmp_path / "fp32", reference_data=calib)
+    emb = edgesdk.verify(artifact, heldout, limit=20)["outputs"]["sentence_embedding"]
+    assert emb["cosine_min"] > 0.99999 and emb["max_abs_error"] < 1e-4, emb
+
+
+def test_the_package_builds_with_make_alone_and_runs_the_same(c_int4, tmp_path):
+    """No Python, no TVM: a copy of the package, make with an empty environment, the harness on sample 0."""
+    package = tmp_path / "package"
+    shutil.copytree(c_int4.path / "c", package)
+    done = subprocess.run(["make", "-s"], cwd=package, env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    feeds, _ = c_int4.reference()
+    specs = c_int4.manifest.backend_info["inputs"]
+    (tmp_path / "in.bin").write_bytes(b"".join(np.ascontiguousarray(feeds[0][s["name"]], s["dtype"]).tobytes() for s in specs))
+    run = subprocess.run([str(package / "model_run"), "--io", str(tmp_path / "in.bin"), str(tmp_path / "out.bin"),
+                          "--weights", str(package / "weights.bin")], env={}, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    alone = np.frombuffer((tmp_path / "out.bin").read_bytes(), np.float32).reshape(1, 384)
+    np.testing.assert_array_equal(alone, _runner(c_int4)(feeds[0])["sentence_embedding"])
+
+
+def test_a_failed_build_shows_the_compilers_first_errors(c_int4, tmp_path):
+    package = tmp_path / "package"
+    shutil.copytree(c_int4.path / "c", package)
+    with open(package / "kernels.c", "a") as handle:
+        handle.write("\nint broken(void) { return undeclared_thing; }\n")
+    with pytest.raises(ArtifactError, match="(?s)building the C package failed.*error: .*undeclared_thing"):
+        c_build.build(package)
+
+
+def test_an_op_with_no_lowering_is_named_with_its_node(tmp_path):
+    import onnx
+
+    model, calib = mlp_model(tmp_path / "mlp.onnx"), mlp_data(tmp_path / "calib.npz")
+    odd = with_node(model, tmp_path / "odd.onnx", onnx.helper.make_node("Det", ["y"], ["det"], name="the_odd_one"))
+    done = subprocess.run([sys.executable, "-m", "edgesdk.cli", "convert", str(odd), "--target", "host-c", "--recipe",
+                           "fp32", "--calib", str(calib), "-o", str(tmp_path / "x")], capture_output=True, text=True)
+    assert done.returncode == 3 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.count("\n") == 1 and "Det" in done.stderr and "the_odd_one" in done.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_recipe_the_backend_cannot_express_is_refused():
+    from edgesdk.backends import get_backend
+    from edgesdk.errors import UsageError
+
+    with pytest.raises(UsageError, match="recipe 'int8' cannot be expressed by the c backend.*fp32, int4"):
+        get_backend("c").check_recipe("int8")
