@@ -107,7 +107,8 @@ class _Builder:
         has ``context`` slots and the tokens start at ``position``."""
         seq_len = self.op("Squeeze", self.op("Shape", ids, start=1, end=2))
         start = self.op("Squeeze", position) if position is not None else self.op("Squeeze", self.op("Shape", past, start=2, end=3))
-        query = self.op("Range", start, self.op("Add", start, seq_len), self.const(1, np.int64))  # [S]
+        # start + Range(0, S): the same positions, and a shape ([S]) that shape inference sees without start
+        query = self.op("Add", start, self.op("Range", self.const(0, np.int64), seq_len, self.const(1, np.int64)))
         if position is not None:
             return query, self.const(np.arange(self.context), np.int64)
         return query, self.op("Range", self.const(0, np.int64), self.op("Add", start, seq_len), self.const(1, np.int64))
