@@ -171,9 +171,12 @@ def build(model, options) -> Plan:
             b.value(node.outputs[0], step, defining=True)
             continue
         weight = {"MatMul": lambda: _quantized_weight(node.inputs[1]),
+                  "Gemm": lambda: _quantized_weight(node.inputs[1]),
                   "Gather": lambda: _quantized_weight(node.inputs[0])}.get(node.op_type, lambda: None)()
         if node.op_type == "MatMul" and weight is not None:
             _int4_matmul(b, node, step, weight)
+        elif node.op_type == "Gemm" and weight is not None:
+            _int4_matmul(b, node, step, _gemm_as_matmul(node, weight))
         elif node.op_type == "Gather" and weight is not None:
             _int4_gather(b, node, step, weight)
         else:
@@ -188,10 +191,10 @@ def build(model, options) -> Plan:
 
 def _check_consumers(node) -> None:
     for user, slot in node.outputs[0].uses():
-        ok = (user.op_type == "MatMul" and slot == 1) or (user.op_type == "Gather" and slot == 0)
+        ok = (user.op_type in ("MatMul", "Gemm") and slot == 1) or (user.op_type == "Gather" and slot == 0)
         if not ok:
             raise UnsupportedOperatorError(node.op_type, node.name, detail=f"int4 weights read by {user.op_type} "
-                                           f"'{user.name}' (the C backend reads them in MatMul and Gather)")
+                                           f"'{user.name}' (the C backend reads them in MatMul, Gemm and Gather)")
 
 
 def _int4_matmul(b: _Builder, node, step: int, weight) -> None:
@@ -213,6 +216,18 @@ def _int4_matmul(b: _Builder, node, step: int, weight) -> None:
         b.plan.scratch_floats = max(b.plan.scratch_floats, m * layout.chunk)
     b.plan.calls.append(Call(node.name, symbol, args, {"m": m, "k": k, "n": n, "chunk": layout.chunk,
                                                        "rows": layout.rows}))
+
+
+def _gemm_as_matmul(node, weight):
+    """Gemm(x, Wᵀ) with W [N, K] blocked along K (a tied output layer reading the embedding table) as the
+    MatMul weight [K, N] blocked along K."""
+    codes, scale, zero, axis, block = weight
+    plain = (ops.attr(node, "transA", 0) == 0 and ops.attr(node, "alpha", 1.0) == 1.0
+             and (len(node.inputs) < 3 or node.inputs[2] is None))
+    if not plain or ops.attr(node, "transB", 0) != 1 or axis != 1:
+        raise UnsupportedOperatorError("Gemm", node.name, detail="int4 weights in a Gemm other than x·Wᵀ with W "
+                                       "blocked along its rows (no bias, alpha 1)")
+    return codes.T, scale.T, zero.T, 0, block
 
 
 def _int4_gather(b: _Builder, node, step: int, weight) -> None:
