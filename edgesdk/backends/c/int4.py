@@ -83,7 +83,7 @@ def kernel(m: int, layout: Int4Layout, symbol: str):
     sch.reorder(mi, group, kbl, lane)
     sch.compute_at(part_block, kbl)  # part[R] of the current block only
     sch.set_scope(part_block, 0, SCOPE)
-    pj, ph, pn = sch.get_loops(part_block)[-3:][1:] + sch.get_loops(part_block)[-3:][:1]
+    pn, pj, ph = sch.get_loops(part_block)[-3:]  # the R columns of the group, then the block's 16 bytes × 2 nibbles
     sch.reorder(pj, ph, pn)  # the R contiguous columns innermost: what gcc vectorizes
     sch.unroll(ph)
     sch.reverse_compute_at(sch.get_sblock("y_" + SCOPE), group)

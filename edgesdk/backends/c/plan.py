@@ -69,6 +69,15 @@ class _Builder:
         self.kernel_keys: dict[str, str] = {}
         self.defined: dict[int, int] = {}  # arena tensor -> step that writes it first
         self.last_use: dict[int, int] = {}
+        self._quantized: dict[str, Any] = {}
+
+    def quantized(self, value):
+        """_quantized_weight of value, once per value (a tied table is read by its Gather and its Gemm)."""
+        if value is None:
+            return None
+        if value.name not in self._quantized:
+            self._quantized[value.name] = _quantized_weight(value)
+        return self._quantized[value.name]
 
     # -- tensors ---------------------------------------------------------------------------------------
     def weight(self, array: np.ndarray, name: str) -> int:
@@ -158,7 +167,7 @@ def build(model, options) -> Plan:
     counts: dict[str, int] = {}
     for step, node in enumerate(graph):
         counts[node.op_type] = counts.get(node.op_type, 0) + 1
-        if node.op_type in ("Constant",) or (node.op_type == "DequantizeLinear" and _quantized_weight(node.outputs[0])):
+        if node.op_type == "Constant" or (node.op_type == "DequantizeLinear" and b.quantized(node.outputs[0])):
             if node.op_type == "DequantizeLinear":
                 _check_consumers(node)
             continue
@@ -170,9 +179,8 @@ def build(model, options) -> Plan:
             b.value(source, step)
             b.value(node.outputs[0], step, defining=True)
             continue
-        weight = {"MatMul": lambda: _quantized_weight(node.inputs[1]),
-                  "Gemm": lambda: _quantized_weight(node.inputs[1]),
-                  "Gather": lambda: _quantized_weight(node.inputs[0])}.get(node.op_type, lambda: None)()
+        weight = {"MatMul": lambda: b.quantized(node.inputs[1]), "Gemm": lambda: b.quantized(node.inputs[1]),
+                  "Gather": lambda: b.quantized(node.inputs[0])}.get(node.op_type, lambda: None)()
         if node.op_type == "MatMul" and weight is not None:
             _int4_matmul(b, node, step, weight)
         elif node.op_type == "Gemm" and weight is not None:
