@@ -18,11 +18,11 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# openssh-server: the device tests start a real sshd on loopback.
+# openssh-server: the device tests start a real sshd on loopback; gcc: the C backend's packages are built.
 system-deps:
-	@test -x /usr/sbin/sshd || { \
-	  echo "installing openssh-server (device tests)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server >/dev/null; }
+	@test -x /usr/sbin/sshd && command -v cc >/dev/null || { \
+	  echo "installing openssh-server and gcc (device and C backend tests)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server gcc >/dev/null; }
 
 demo: setup
 	$(VENV)/bin/edgesdk --help >/dev/null
