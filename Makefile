@@ -18,11 +18,14 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# openssh-server: the device tests start a real sshd on loopback; gcc: the C backend's packages are built.
+# openssh-server: the device tests start a real sshd on loopback; gcc, gcc-aarch64-linux-gnu and qemu-user:
+# the C backend's packages are built here and cross-built for aarch64, then run under qemu-aarch64.
 system-deps:
-	@test -x /usr/sbin/sshd && command -v cc >/dev/null || { \
-	  echo "installing openssh-server and gcc (device and C backend tests)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server gcc >/dev/null; }
+	@test -x /usr/sbin/sshd && command -v cc >/dev/null && command -v aarch64-linux-gnu-gcc >/dev/null \
+	  && command -v qemu-aarch64 >/dev/null || { \
+	  echo "installing openssh-server, gcc, gcc-aarch64-linux-gnu and qemu-user (device and C backend tests)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server gcc \
+	    gcc-aarch64-linux-gnu qemu-user >/dev/null; }
 
 demo: setup
 	$(VENV)/bin/edgesdk --help >/dev/null

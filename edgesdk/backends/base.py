@@ -7,7 +7,8 @@
     export(graph, target, out_dir, feeds)           -> Exported (files written + manifest entries)
     host_runner(model_path, info, threads, lean)    -> feed -> {output: array}, to check it on this machine
                                                       (lean: a one-off check, memory before speed)
-    device_runner(target, info)                     -> DeviceRunner: files to push + argv
+    device_runner(target, info, artifact, cross)   -> DeviceRunner: files to push + argv (cross: a program built
+                                                      on this host for the device, by backends that compile)
     describe(model_path, info) / describe_lines     what ``inspect`` shows of its model file
 
 A backend is one class registered in edgesdk/backends/__init__.py, or by a third party under the Python
@@ -109,8 +110,14 @@ class Backend:
                     lean: bool = False) -> HostRunner:
         raise NotImplementedError
 
-    def device_runner(self, target, info: dict[str, Any]) -> DeviceRunner:
+    def device_runner(self, target, info: dict[str, Any], artifact: Path | None = None, cross: bool = False) -> DeviceRunner:
         raise NotImplementedError
+
+    @classmethod
+    def check_cross(cls, target) -> None:
+        """A backend that compiles for the device can push a program built here (--cross); others refuse."""
+        raise UsageError(f"--cross: the {cls.name} backend runs no program compiled for the device "
+                         f"(it is for compiled backends, such as c)")
 
     def describe(self, model_path: Path, info: dict[str, Any] | None = None) -> dict[str, Any]:
         raise NotImplementedError

@@ -33,7 +33,7 @@ def run(args) -> int:
     result = deploy(args.model, target=args.target, device=args.device, recipe=args.recipe, calibration=args.calib,
                     runs=args.runs, warmup=args.warmup, out_dir=args.out, reference_data=args.reference,
                     devices=args.devices, runs_dir=args.runs_dir, budget_s=args.budget, power=args.power,
-                    **recipe_options(args))
+                    cross=args.cross, **recipe_options(args))
     if args.json:
         print_json(result.to_json())
         return 0

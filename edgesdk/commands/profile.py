@@ -13,6 +13,8 @@ def add_device_flags(p) -> None:
     p.add_argument("--runs-dir", metavar="DIR", help="where run records go (default: $EDGESDK_RUNS, else ./runs)")
     p.add_argument("--power", action="store_true", help="sample the device's power sensor (its power: in devices.yaml) "
                    "during the runs: idle/mean/peak watts, energy per inference, trace and plot in the run record")
+    p.add_argument("--cross", action="store_true", help="push a program built on this host for the device's CPU (a "
+                   "compiled backend: c; its target's cross compiler) instead of building it on the device")
 
 
 def add_parser(sub):
@@ -34,7 +36,7 @@ def run(args) -> int:
     from ..devices.api import profile
 
     result = profile(args.artifact, device=args.device, runs=args.runs, warmup=args.warmup, budget_s=args.budget,
-                     devices=args.devices, runs_dir=args.runs_dir, power=args.power)
+                     devices=args.devices, runs_dir=args.runs_dir, power=args.power, cross=args.cross)
     if args.json:
         print_json(result.to_json())
         return 0

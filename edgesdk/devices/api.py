@@ -146,6 +146,7 @@ def profile(
     power: bool = False,
     prompt: str | list[int] | None = None,
     threads: int | None = None,
+    cross: bool = False,
 ) -> ProfileResult:
     """Run an artifact on a device: latency of ``runs`` timed iterations (after ``warmup``), peak RSS,
     and on-device accuracy on the artifact's reference inputs. ``budget_s`` stops the timed runs early.
@@ -153,7 +154,8 @@ def profile(
 
     An LM artifact: the prompt (``prompt``: text or token ids; else the start of its reference text) is prefilled, then
     ``runs`` tokens are decoded one call each with the KV cache; a decode step is the timed iteration, so
-    energy per inference is energy per token. ``threads`` overrides the target's runtime threads."""
+    energy per inference is energy per token. ``threads`` overrides the target's runtime threads. ``cross``: a
+    compiled backend pushes the program it builds on this host instead of building it on the device."""
     if runs < 1 or warmup < 0:
         raise UsageError(f"--runs must be >= 1 and --warmup >= 0 (got {runs} and {warmup})")
     art = artifact if isinstance(artifact, Artifact) else Artifact.load(artifact)
@@ -176,7 +178,7 @@ def profile(
         run.write_json("device.json", {"device": _device_record(dev), "facts": session.facts.to_json()})
         session.require(backend)
         return _profile_on(session, art, backend, run, runs, warmup, budget_s, timeout_s, model, recipe, power,
-                           prompt_ids, threads)
+                           prompt_ids, threads, cross)
     except BaseException as exc:
         run.fail(exc if isinstance(exc, EdgeSDKError) else f"{type(exc).__name__}: {exc}")
         raise
@@ -210,13 +212,14 @@ def plan_files(art: Artifact, runner: DeviceRunner, run_dir: Path) -> tuple[list
 
 def _profile_on(session: DeviceSession, art: Artifact, backend, run: Run, runs: int, warmup: int,
                 budget_s: float | None, timeout_s: float | None, model: str, recipe: str,
-                power: bool = False, prompt_ids: list[int] | None = None, threads: int | None = None) -> ProfileResult:
+                power: bool = False, prompt_ids: list[int] | None = None, threads: int | None = None,
+                cross: bool = False) -> ProfileResult:
     dev, transport = session.device, session.transport
     phases = {"connect": session.phases.get("connect", 0.0), "facts": session.phases.get("facts", 0.0)}
     python = dev.interpreter
     workdir = transport.path(dev.workdir)  # '~/x' as the device's commands and file calls both read it
 
-    runner = backend.device_runner(session.target, art.manifest.backend_info)
+    runner = backend.device_runner(session.target, art.manifest.backend_info, art.path, cross=cross)
     files, runner_dir, artifact_dir = plan_files(art, runner, run.dir)
     start = time.perf_counter()
     with progress.bar(f"uploading to {dev.name}", None, unit="bytes") as update:
@@ -328,6 +331,7 @@ def deploy(
     runs_dir: str | Path | None = None,
     budget_s: float | None = None,
     power: bool = False,
+    cross: bool = False,
     **recipe_options: Any,
 ) -> ProfileResult:
     """Convert (load -> quantize -> export for ``target``) and profile on a device of that target: the
@@ -349,6 +353,8 @@ def deploy(
     backend = get_backend(tgt.backend)
     recipe_name = recipe or tgt.default_recipe
     backend.check_recipe(recipe_name)
+    if cross:
+        backend.check_cross(tgt)
     with DeviceSession.open(dev) as session:
         session.require(backend)
         graph = api.load(model)
@@ -356,7 +362,7 @@ def deploy(
         out = out_dir or Path("out") / f"{_plain(graph.name or 'model')}-{tgt.name}-{recipe_name}"
         artifact = api.export(quantized, tgt, out, reference_data=reference_data)
         return profile(artifact, runs=runs, warmup=warmup, budget_s=budget_s, runs_dir=runs_dir, session=session,
-                       power=power)
+                       power=power, cross=cross)
 
 
 def _plain(text: str) -> str:

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ...errors import CalibrationError
+from ...errors import CalibrationError, UsageError
 from ..base import Backend, DeviceRunner, Exported
 
 
@@ -26,7 +26,10 @@ class COptions(BaseModel):
     # 64 bytes for AVX-512, 16–32 for NEON) and columns per kernel call (the unit the threads share).
     pack_rows: int = Field(default=64, ge=1, le=256)
     chunk_columns: int = Field(default=512, ge=1)
-    cc: str = "cc"  # the compiler on the machine that builds the package
+    cc: str = "cc"  # the compiler on the device that builds the package
+    # --cross: the compiler on this host for the device's CPU (empty: cc for a native target,
+    # aarch64-linux-gnu-gcc for aarch64); a program for another CPU is linked statically.
+    cross_cc: str = ""
 
 
 class CBackend(Backend):
@@ -54,7 +57,9 @@ class CBackend(Backend):
         specs = lambda names, ids: [{"name": n, "dtype": made.tensors[i].dtype, "shape": list(made.tensors[i].shape)}  # noqa: E731
                                     for n, i in zip(names, ids)]
         inputs, outputs = specs(names_in, made.inputs), specs(names_out, made.outputs)
-        info = {"cc": options.cc, "cflags": cflags, "host_cflags": None if target.arch in ("native",) else "-O3",
+        cross_cc = options.cross_cc or {"native": "cc", "aarch64": "aarch64-linux-gnu-gcc"}.get(target.arch, "")
+        info = {"cc": options.cc, "cflags": cflags, "cross_cc": cross_cc,
+                "cross_ldflags": "" if target.arch == "native" else "-static", "host_cflags": None if target.arch in ("native",) else "-O3",
                 "inputs": inputs, "outputs": outputs, "kernels": len(made.kernels), "arena_bytes": made.arena_bytes,
                 "weights_bytes": made.weights_bytes}
         model_file = f"{package.PACKAGE_DIR}/model.c"
@@ -65,14 +70,32 @@ class CBackend(Backend):
 
         return host_runner(model_path.parent, info, threads)
 
-    def device_runner(self, target, info: dict[str, Any]):
-        """A shell script that builds the package on the device (make + its C compiler) once, then runs it."""
+    def device_runner(self, target, info: dict[str, Any], artifact: Path | None = None, cross: bool = False):
+        """A shell script that builds the package on the device (make + its C compiler) once, then runs it; with
+        ``cross``, the program built on this host with the target's cross compiler is pushed beside it and run."""
         import shlex
 
         from ...devices.runner import PROTOCOL, render_template
+        from .build import build
 
         text = render_template("c_runner.sh.j2", target=target.name, cc=shlex.quote(info.get("cc", "cc")), protocol=PROTOCOL)
-        return DeviceRunner("c", {"c_runner.sh": text.encode()}, ("sh", "{dir}/c_runner.sh"))
+        files = {"c_runner.sh": text.encode()}
+        if cross:
+            if not info.get("cross_cc") or artifact is None:
+                raise UsageError(f"--cross: target '{target.name}' names no cross compiler (options.cross_cc)")
+            binary = build(artifact / "c", info["cross_cc"], info.get("cflags"), info.get("cross_ldflags") or None)
+            files["model_run"] = binary.read_bytes()
+        return DeviceRunner("c-cross" if cross else "c", files, ("sh", "{dir}/c_runner.sh"))
+
+    @classmethod
+    def check_cross(cls, target) -> None:
+        import shutil
+
+        options: COptions = target.backend_options
+        cc = options.cross_cc or {"native": "cc", "aarch64": "aarch64-linux-gnu-gcc"}.get(target.arch, "")
+        if not cc or shutil.which(cc) is None:
+            raise UsageError(f"--cross: no cross compiler for target '{target.name}' ({cc or 'options.cross_cc unset'}"
+                             + (" not on PATH; Debian: apt-get install gcc-aarch64-linux-gnu)" if cc else ")"))
 
     def describe(self, model_path: Path, info: dict[str, Any] | None = None) -> dict[str, Any]:
         import json

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import ArtifactError, MissingDependencyError, RunnerError
+from ...errors import ArtifactError, RunnerError, UsageError
 
 BUILD_TIMEOUT_S = 900
 RUN_TIMEOUT_S = 600
@@ -29,13 +29,14 @@ def cache_dir() -> Path:
     return Path(os.environ.get("EDGESDK_CACHE", Path.home() / ".cache" / "edgesdk")) / "c-builds"
 
 
-def build(package: Path, cc: str = "cc", cflags: str | None = None) -> Path:
-    """model_run built from package (a copy of its sources, in a cache folder named by their digest, CC and
-    CFLAGS): the package in the artifact stays as it was written, and a second build of it is free."""
+def build(package: Path, cc: str = "cc", cflags: str | None = None, ldflags: str | None = None) -> Path:
+    """model_run built from package (a copy of its sources, in a cache folder named by their digest, CC,
+    CFLAGS and LDFLAGS): the package in the artifact stays as it was written, and a second build is free."""
     if shutil.which(cc) is None:
-        raise MissingDependencyError(cc, "c", f"building the C package needs the compiler '{cc}' on PATH, and ")
+        raise UsageError(f"building the C package needs the C compiler '{cc}', which is not on PATH"
+                         + (" (Debian: apt-get install gcc-aarch64-linux-gnu)" if "aarch64" in cc else ""))
     sources = sorted(p for p in package.rglob("*") if p.is_file() and p.name != "weights.bin")
-    digest = hashlib.sha256(f"{cc}\0{cflags}".encode())
+    digest = hashlib.sha256(f"{cc}\0{cflags}\0{ldflags}".encode())
     for path in sources:
         digest.update(path.relative_to(package).as_posix().encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
     folder = cache_dir() / digest.hexdigest()[:24]
@@ -48,7 +49,8 @@ def build(package: Path, cc: str = "cc", cflags: str | None = None) -> Path:
             target = work / path.relative_to(package)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, target)
-        argv = ["make", "-s", f"CC={cc}"] + ([f"CFLAGS={cflags}"] if cflags is not None else [])
+        argv = (["make", "-s", f"CC={cc}"] + ([f"CFLAGS={cflags}"] if cflags is not None else [])
+                + ([f"LDFLAGS={ldflags}"] if ldflags else []))
         done = subprocess.run(argv, cwd=work, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
         if done.returncode != 0:
             raise ArtifactError(f"building the C package failed ({' '.join(argv)}):\n{first_errors(done.stderr + done.stdout)}")

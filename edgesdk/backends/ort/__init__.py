@@ -63,7 +63,9 @@ class OrtBackend(Backend):
         session = ort_session(Path(model_path), threads=threads, arena=not lean)
         return lambda feed: run(session, feed)
 
-    def device_runner(self, target, info: dict[str, Any]):
+    def device_runner(self, target, info: dict[str, Any], artifact: Path | None = None, cross: bool = False):
+        if cross:
+            self.check_cross(target)
         return template_runner("ort", "ort_runner.py.j2", target)
 
     def describe(self, model_path: Path, info: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -70,7 +70,9 @@ class TFLiteBackend(Backend):
 
         return host_runner(model_path, info["io"], threads)
 
-    def device_runner(self, target, info: dict[str, Any]):
+    def device_runner(self, target, info: dict[str, Any], artifact: Path | None = None, cross: bool = False):
+        if cross:
+            self.check_cross(target)
         return template_runner("litert", "litert_runner.py.j2", target)
 
     def describe(self, model_path: Path, info: dict[str, Any] | None = None) -> dict[str, Any]:
