@@ -161,6 +161,8 @@ def profile(
     art = artifact if isinstance(artifact, Artifact) else Artifact.load(artifact)
     backend = backend_for_artifact(art.manifest)
     dev = session.device if session else resolve_device(device, devices)
+    if cross:  # refused before anything connects
+        backend.check_cross(load_target(dev.target))
     if power:  # a device without a sensor is refused before anything connects
         from ..power.session import power_config, require_sensor
 

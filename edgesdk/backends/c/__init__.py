@@ -32,6 +32,12 @@ class COptions(BaseModel):
     cross_cc: str = ""
 
 
+def _cross_cc(target) -> str:
+    """The host's compiler for the target's CPU: its option, else cc (native) or Debian's aarch64 cross gcc."""
+    own = getattr(target.backend_options, "cross_cc", "")  # a device of another backend's target has none
+    return own or {"native": "cc", "aarch64": "aarch64-linux-gnu-gcc"}.get(target.arch, "")
+
+
 class CBackend(Backend):
     name: ClassVar[str] = "c"
     format: ClassVar[str] = "c-package"
@@ -57,7 +63,7 @@ class CBackend(Backend):
         specs = lambda names, ids: [{"name": n, "dtype": made.tensors[i].dtype, "shape": list(made.tensors[i].shape)}  # noqa: E731
                                     for n, i in zip(names, ids)]
         inputs, outputs = specs(names_in, made.inputs), specs(names_out, made.outputs)
-        cross_cc = options.cross_cc or {"native": "cc", "aarch64": "aarch64-linux-gnu-gcc"}.get(target.arch, "")
+        cross_cc = _cross_cc(target)
         info = {"cc": options.cc, "cflags": cflags, "cross_cc": cross_cc,
                 "cross_ldflags": "" if target.arch == "native" else "-static", "host_cflags": None if target.arch in ("native",) else "-O3",
                 "inputs": inputs, "outputs": outputs, "kernels": len(made.kernels), "arena_bytes": made.arena_bytes,
@@ -91,8 +97,7 @@ class CBackend(Backend):
     def check_cross(cls, target) -> None:
         import shutil
 
-        options: COptions = target.backend_options
-        cc = options.cross_cc or {"native": "cc", "aarch64": "aarch64-linux-gnu-gcc"}.get(target.arch, "")
+        cc = _cross_cc(target)
         if not cc or shutil.which(cc) is None:
             raise UsageError(f"--cross: no cross compiler for target '{target.name}' ({cc or 'options.cross_cc unset'}"
                              + (" not on PATH; Debian: apt-get install gcc-aarch64-linux-gnu)" if cc else ")"))
