@@ -60,8 +60,9 @@ class CBackend(Backend):
         names_out = [v.name for v in static.graph.outputs]
         files = package.write(made, out_dir, model_name=graph.name, recipe=graph.recipe.name if graph.recipe else "fp32",
                               target=target, cflags=cflags, input_names=names_in, output_names=names_out)
-        specs = lambda names, ids: [{"name": n, "dtype": made.tensors[i].dtype, "shape": list(made.tensors[i].shape)}  # noqa: E731
-                                    for n, i in zip(names, ids)]
+        def specs(names, ids):
+            return [{"name": n, "dtype": made.tensors[i].dtype, "shape": list(made.tensors[i].shape)} for n, i in zip(names, ids)]
+
         inputs, outputs = specs(names_in, made.inputs), specs(names_out, made.outputs)
         cross_cc = _cross_cc(target)
         info = {"cc": options.cc, "cflags": cflags, "cross_cc": cross_cc,

@@ -43,7 +43,8 @@ def build(package: Path, cc: str = "cc", cflags: str | None = None, ldflags: str
     binary = folder / "model_run"
     if binary.exists():
         return binary
-    work = Path(tempfile.mkdtemp(prefix="build-", dir=cache_dir().mkdir(parents=True, exist_ok=True) or cache_dir()))
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="build-", dir=cache_dir()))
     try:
         for path in sources:
             target = work / path.relative_to(package)

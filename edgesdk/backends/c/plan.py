@@ -9,6 +9,7 @@ with no lowering, is refused with its node named."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,6 +71,15 @@ class _Builder:
         self.defined: dict[int, int] = {}  # arena tensor -> step that writes it first
         self.last_use: dict[int, int] = {}
         self._quantized: dict[str, Any] = {}
+        self._consts: dict[str, np.ndarray | None] = {}
+
+    def const(self, value) -> np.ndarray | None:
+        """_const of value, read once (a weight read again for every use would be read from disk again)."""
+        if value is None:
+            return None
+        if value.name not in self._consts:
+            self._consts[value.name] = _const(value)
+        return self._consts[value.name]
 
     def quantized(self, value):
         """_quantized_weight of value, once per value (a tied table is read by its Gather and its Gemm)."""
@@ -92,12 +102,9 @@ class _Builder:
         """The arena tensor of a graph value (its alias root's buffer, reshaped)."""
         name = value.name
         if name not in self.index:
-            root = name
-            while root in self.alias:
-                root = self.alias[root]
             shape = tuple(int(d) for d in value.shape)
-            tensor = Tensor(name, value.dtype.numpy().name, shape, "arena", root=self.index.get(root) if root != name else None)
-            self.plan.tensors.append(tensor)
+            source = self.index[self.alias[name]] if name in self.alias else None  # _root walks a chain of views
+            self.plan.tensors.append(Tensor(name, value.dtype.numpy().name, shape, "arena", root=source))
             self.index[name] = len(self.plan.tensors) - 1
         i = self.index[name]
         root = self._root(i)
@@ -108,7 +115,7 @@ class _Builder:
 
     def operand(self, value, step: int) -> int:
         """A node's input: a weights tensor when it is a constant, else its arena tensor."""
-        const = _const(value)
+        const = self.const(value)
         if const is None:
             return self.value(value, step)
         if value.name not in self.index:
@@ -164,16 +171,14 @@ def build(model, options) -> Plan:
     graph = model.graph
     for value in graph.inputs:
         b.plan.inputs.append(b.value(value, -1, defining=True))
-    counts: dict[str, int] = {}
     for step, node in enumerate(graph):
-        counts[node.op_type] = counts.get(node.op_type, 0) + 1
         if node.op_type == "Constant" or (node.op_type == "DequantizeLinear" and b.quantized(node.outputs[0])):
             if node.op_type == "DequantizeLinear":
                 _check_consumers(node)
             continue
         if node.op_type in ops.ALIASES:
             source = node.inputs[0]
-            if _const(source) is not None:
+            if b.const(source) is not None:
                 raise UnsupportedOperatorError(node.op_type, node.name, detail="a reshape of a constant left unfolded")
             b.alias[node.outputs[0].name] = source.name
             b.value(source, step)
@@ -193,7 +198,7 @@ def build(model, options) -> Plan:
     for value in graph.outputs:
         b.plan.outputs.append(b.value(value, end))
     _place(b, end)
-    b.plan.op_counts = counts
+    b.plan.op_counts = dict(Counter(node.op_type for node in graph))
     return b.plan
 
 
@@ -297,7 +302,7 @@ def _generic(b: _Builder, node, step: int) -> None:
     if lowering is None:
         raise UnsupportedOperatorError(node.op_type, node.name, node.domain if node.domain not in ("", "ai.onnx") else "",
                                        detail="no C lowering")
-    consts = [_const(v) for v in node.inputs]
+    consts = [b.const(v) for v in node.inputs]
     key_parts = [node.op_type, repr(sorted((k, repr(a.value)) for k, a in node.attributes.items()))]
     args: list[int] = []
     specs: list[tuple[str, Any]] = []  # ("placeholder", shape/dtype) | ("scalar", array) | ("none", None)
@@ -372,11 +377,7 @@ def _place(b: _Builder, end: int) -> None:
             first, last = -1, end
         size = _align(t.nbytes)
         offset = 0
-        for o, s, f, l in sorted(placed):
-            if f <= last and first <= l and offset < o + s and o < offset + size:
-                offset = _align(o + s)
-        # a second pass: moving past one block can collide with an earlier one
-        changed = True
+        changed = True  # until no live buffer overlaps: moving past one block can land on another
         while changed:
             changed = False
             for o, s, f, l in placed:

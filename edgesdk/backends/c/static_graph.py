@@ -23,7 +23,7 @@ def staticize(graph, feed: dict[str, np.ndarray]):
     import onnx_ir as ir
     from onnxscript import optimizer
 
-    model = ir.from_proto(ir.to_proto(graph.model))
+    model = graph.model.clone()  # the structure copied, the weights shared (not serialized again)
     for value in model.graph.inputs:
         if value.name not in feed:
             raise CalibrationError(f"the C backend fixes input shapes from a sample: it has no input '{value.name}'")

@@ -4,6 +4,7 @@ environment, and the errors a user meets (an op with no lowering, a build that f
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -129,8 +130,10 @@ def test_profile_on_an_ssh_device_builds_there_or_pushes_the_program(c_int4, ssh
     assert result.runtime["name"] == "c" and result.latency.n == 4
     on_device = result.accuracy["sentence_embedding"]["cosine_mean"]
     assert on_device == pytest.approx(c_int4.manifest.accuracy["outputs"]["sentence_embedding"]["cosine_mean"], abs=1e-6)
-    runners = list((sshd.directory / "device-workdir" / "runners").glob("c-cross-*" if cross else "c-[0-9a-f]*"))
-    assert runners and ((runners[0] / "model_run").exists() == cross)
+    # runner folders are named <runner name>-<16 hex digits of its content>: c-… builds, c-cross-… was pushed
+    pattern = re.compile(r"c-cross-[0-9a-f]{16}" if cross else r"c-[0-9a-f]{16}")
+    runners = [d for d in (sshd.directory / "device-workdir" / "runners").iterdir() if pattern.fullmatch(d.name)]
+    assert runners and all((d / "model_run").exists() == cross for d in runners)
 
 
 def test_cross_is_refused_by_a_backend_that_compiles_nothing(minilm_artifacts):
