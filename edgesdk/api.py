@@ -168,15 +168,20 @@ def _float_runner(path: Path, threads: int | None = None, low_memory: bool = Fal
 def verify(artifact: str | Path | Artifact, data: Any, limit: int | None = None, threads: int | None = None) -> dict:
     """Run the artifact and its float model on held-out data; per output: cosine mean/min, max abs error."""
     from .backends import backend_for_artifact
+    from .float_outputs import float_outputs
 
     art = artifact if isinstance(artifact, Artifact) else Artifact.load(artifact)
     backend = backend_for_artifact(art.manifest)
     float_path = art.float_model_path
     if float_path is None or not float_path.exists():
         raise ArtifactError(f"{art.path}: has no float model to verify against")
+    if limit is not None and limit < 1:
+        raise UsageError(f"limit must be at least 1 sample (got {limit})")
     data = CalibrationData.coerce(data, "held-out data")
     feeds = list(data.feeds(art, limit))  # the manifest's input specs: the float model is not parsed twice
-    expected = _run_all(_float_runner(float_path, threads), feeds, "float model")
+    float_sha256 = art.manifest.files[art.manifest.float_model_file].sha256
+    expected = float_outputs(float_sha256, feeds, lambda: _run_all(_float_runner(float_path, threads), feeds,
+                                                                    "float model"))
     actual = _run_all(backend.host_runner(art.model_path, art.manifest.backend_info, threads), feeds, "artifact")
     return {"artifact": str(art.path), "samples": len(feeds), "outputs": compare(actual, expected)}
 

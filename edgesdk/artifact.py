@@ -71,6 +71,10 @@ class Artifact:
         return self.path / self.manifest.float_model_file if self.manifest.float_model_file else None
 
     @property
+    def model_bytes(self) -> int:
+        return self.manifest.model_bytes
+
+    @property
     def format(self) -> str:
         return self.manifest.format
 

@@ -10,7 +10,7 @@ import importlib
 import sys
 
 # Subcommand modules, in the order --help lists them.
-COMMANDS = ["convert", "verify", "eval", "generate", "inspect", "deploy", "profile", "devices", "runs"]
+COMMANDS = ["convert", "verify", "eval", "generate", "inspect", "deploy", "profile", "devices", "runs", "report"]
 
 
 def _about_version() -> str:
@@ -33,8 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .errors import EdgeSDKError
+    from .errors import EdgeSDKError, one_line
 
+    _dump_threads_on_sigusr1()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
@@ -47,7 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except EdgeSDKError as exc:
-        print(f"edgesdk: error: {exc}", file=sys.stderr)
+        print(f"edgesdk: error: {one_line(str(exc))}", file=sys.stderr)
+        for line in exc.detail.splitlines():
+            print(f"  {one_line(line)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("edgesdk: interrupted", file=sys.stderr)
@@ -59,6 +62,18 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
 
+
+
+def _dump_threads_on_sigusr1() -> None:
+    """`kill -USR1 PID` prints where each thread of a stuck edgesdk is (stderr), and it goes on."""
+    import faulthandler
+    import signal
+
+    if hasattr(signal, "SIGUSR1") and sys.stderr is not None:
+        try:
+            faulthandler.register(signal.SIGUSR1, all_threads=True, chain=False)
+        except (ValueError, RuntimeError, OSError, AttributeError):  # no usable stderr file descriptor
+            pass
 
 
 if __name__ == "__main__":

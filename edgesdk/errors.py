@@ -8,8 +8,20 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def one_line(text: str) -> str:
+    """``text`` safe for one terminal line: control characters (a newline or an escape sequence in a device
+    name, a YAML key or a manifest value) shown escaped, never acted on."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 class EdgeSDKError(Exception):
+    """``detail``: lines shown under the message (a compiler's first errors)."""
+
     exit_code = 1
+
+    def __init__(self, *args, detail: str = ""):
+        super().__init__(*args)
+        self.detail = detail
 
 
 class UsageError(EdgeSDKError):
@@ -102,3 +114,21 @@ class RunnerError(DeviceError):
 
 class PowerError(DeviceError):
     """A power sensor that is not configured, not found on the device, or whose output cannot be read."""
+
+
+class EmulatorError(EdgeSDKError):
+    """An emulated board that cannot be built or started: not root, a tool missing, its root file system broken."""
+
+    exit_code = 9
+
+
+class DeviceBusyError(DeviceError):
+    """Another pipeline holds the device's lock (the message names it)."""
+
+    exit_code = 10
+
+
+class RegressionError(EdgeSDKError):
+    """`runs compare --fail-on-regression`: a run got worse than the threshold allows (the message says what)."""
+
+    exit_code = 11

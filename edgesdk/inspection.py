@@ -25,12 +25,13 @@ def inspect(path: str | Path) -> dict[str, Any]:
                               "backend_info": m.backend_info, "files": {k: v.bytes for k, v in m.files.items()}}
         info = m.backend_info
         path = artifact.model_path
+        report["file_bytes"] = artifact.model_bytes
     else:
         backend = backend_for_file(path)
+        weights = path.with_name(path.name + ".data")  # ONNX external data of a large model
+        report["file_bytes"] = path.stat().st_size + (weights.stat().st_size if weights.is_file() else 0)
     report["backend"], report["format"] = backend.name, backend.format
     report |= backend.describe(path, info)
-    weights = path.with_name(path.name + ".data")  # ONNX external data of a large model
-    report["file_bytes"] = path.stat().st_size + (weights.stat().st_size if weights.is_file() else 0)
     return report
 
 

@@ -142,6 +142,13 @@ class Manifest(BaseModel):
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
 
+    @property
+    def model_bytes(self) -> int:
+        """What runs on the device: the model file with its external weights (model.onnx.data), or the whole
+        folder it is in (a C package: sources and weights.bin)."""
+        prefix = self.model_file.rsplit("/", 1)[0] + "/" if "/" in self.model_file else self.model_file
+        return sum(entry.bytes for file, entry in self.files.items() if file.startswith(prefix))
+
 
 def read_manifest(directory: Path) -> Manifest:
     """The validated manifest of an artifact directory (ArtifactError naming the problem otherwise)."""

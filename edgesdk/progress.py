@@ -4,12 +4,30 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterable, Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
 T = TypeVar("T")
 
 _enabled: bool | None = None
+# A thread's own sink (fleets: one line per device): (description, done, total) instead of a bar of its own.
+Sink = Callable[[str, "int | None", "int | None"], None]
+_local = threading.local()
+
+
+@contextlib.contextmanager
+def reporting_to(sink: Sink):
+    """In this thread, steps and bars report to ``sink`` rather than drawing (rich draws one live display)."""
+    _local.sink = sink
+    try:
+        yield
+    finally:
+        _local.sink = None
+
+
+def _sink() -> Sink | None:
+    return getattr(_local, "sink", None)
 
 
 def set_enabled(value: bool | None) -> None:
@@ -23,6 +41,12 @@ def enabled() -> bool:
 
 
 def track(items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
+    sink = _sink()
+    if sink is not None:
+        for done, item in enumerate(items):
+            sink(description, done, total)
+            yield item
+        return
     if not enabled():
         yield from items
         return
@@ -34,6 +58,11 @@ def track(items: Iterable[T], description: str, total: int | None = None) -> Ite
 @contextlib.contextmanager
 def step(description: str):
     """A spinner for a step with no natural count (export, conversion)."""
+    sink = _sink()
+    if sink is not None:
+        sink(description, None, None)
+        yield
+        return
     if not enabled():
         yield
         return
@@ -51,6 +80,11 @@ def _console():
 def bar(description: str, total: int | None, unit: str = "count"):
     """A bar advanced by calling the yielded ``update(done, total=None)``; unit 'bytes' shows sizes and speed.
     The callback is a no-op when progress is off, so callers never test for it."""
+    sink = _sink()
+    if sink is not None:
+        sink(description, 0, total)
+        yield lambda done, new_total=None: sink(description, done, new_total or total)
+        return
     if not enabled():
         yield lambda done, total=None: None
         return

@@ -1,7 +1,7 @@
 """Past profile/deploy runs: one directory per run, indexed in SQLite.
 
     runs/<timestamp>-<device>-<model>/
-        run.json          status (running | ok | failed), error, device, model, artifact
+        run.json          status (running | ok | failed | interrupted), error, device, model, artifact
         manifest.json     the artifact's manifest
         device.json       device facts (arch, CPU, kernel, runtime versions)
         runner.py         the exact runner program that ran
@@ -74,6 +74,9 @@ class Run:
                            peak_rss_mb=summary.get("peak_rss_mb"), cosine_mean=min(cosines) if cosines else None)
 
     def fail(self, error: BaseException | str) -> None:
+        if isinstance(error, KeyboardInterrupt):
+            self._status("interrupted", "interrupted on the host (Ctrl-C); the command on the device was killed")
+            return
         self._status("failed", str(error) or type(error).__name__)
 
     def _status(self, status: str, error: str | None) -> None:
@@ -138,6 +141,13 @@ class RunStore:
         db.close()
         return [dict(zip(COLUMNS, row)) for row in rows]
 
+    def record(self, run: str) -> dict[str, Any]:
+        """A run id in this store, or any run folder (a CI job's saved baseline): the record `get` gives."""
+        folder = Path(run).expanduser()
+        if (folder / "run.json").is_file() and (os.sep in run or not (self.root / run).is_dir()):
+            return folder_record(folder)
+        return self.get(run)
+
     def get(self, run_id: str) -> dict[str, Any]:
         with self._db() as db:
             row = db.execute(f"SELECT {', '.join(COLUMNS)} FROM runs WHERE id = ?", (run_id,)).fetchone()
@@ -150,3 +160,23 @@ class RunStore:
         if summary.exists():
             record["summary"] = json.loads(summary.read_text())
         return record
+
+
+def folder_record(folder: Path) -> dict[str, Any]:
+    """A run folder's record from its own files (run.json, summary.json), without the index."""
+    try:
+        info = json.loads((folder / "run.json").read_text())
+        summary = json.loads((folder / "summary.json").read_text()) if (folder / "summary.json").is_file() else {}
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{folder}: not a readable run folder: {exc}") from None
+    if not isinstance(info, dict) or not isinstance(summary, dict):
+        raise UsageError(f"{folder}: not a run folder (run.json and summary.json hold JSON objects)")
+    latency = summary.get("latency_ms") or {}
+    cosines = [m.get("cosine_mean") for m in (summary.get("accuracy") or {}).values() if isinstance(m, dict)]
+    cosines = [c for c in cosines if isinstance(c, (int, float))]
+    record = {column: info.get(column) for column in COLUMNS}
+    record.update(id=info.get("id") or folder.name, status=info.get("status") or "unknown", n=latency.get("n"),
+                  mean_ms=latency.get("mean"), p50_ms=latency.get("p50"), p90_ms=latency.get("p90"),
+                  p99_ms=latency.get("p99"), peak_rss_mb=summary.get("peak_rss_mb"),
+                  cosine_mean=min(cosines) if cosines else None, dir=str(folder), summary=summary)
+    return record

@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from .errors import UsageError
+from .yaml_errors import yaml_problem
 
 
 class Target(BaseModel):
@@ -28,6 +29,12 @@ class Target(BaseModel):
     power_sensor: str = "none"
     install: str | None = None  # the device's install command; absent: the backend's
     _backend_options: Any = PrivateAttr(default=None)
+
+    def runs_on(self, device_target: Target) -> bool:
+        """Its artifacts run on a device of ``device_target``: the same target, or the same board (arch and CPU)
+        with another runtime (rpi4-tflite and rpi4-c on an rpi4 device)."""
+        return self.name == device_target.name or (
+            self.arch == device_target.arch != "native" and self.cpu == device_target.cpu != "")
 
     @property
     def backend_options(self) -> Any:
@@ -59,7 +66,10 @@ def load_target(name: str) -> Target:
             try:
                 data = yaml.safe_load(path.read_text()) or {}
             except yaml.YAMLError as exc:
-                raise UsageError(f"{path}: not valid YAML: {exc}") from None
+                raise UsageError(yaml_problem(exc, str(path))) from None
+            if not isinstance(data, dict) or not all(isinstance(key, str) for key in data):
+                raise UsageError(f"{path}: expected a mapping of settings (backend, cpu, ...), found "
+                                 f"{type(data).__name__}")
             data.setdefault("name", name)
             try:
                 target = Target(**data)

@@ -14,6 +14,17 @@ from edgesdk.zoo import minilm
 progress.set_enabled(False)
 
 
+def pytest_collection_modifyitems(config, items):
+    """Modules marked `heavy(seconds)` (their fixtures convert large models for minutes) go first, the longest
+    first: under pytest-xdist (`make test`: two workers, one module each at a time) they start at once beside
+    the many small modules instead of running alone at the end."""
+    def cost(item) -> float:
+        heavy = item.get_closest_marker("heavy")
+        return -heavy.args[0] if heavy else 0.0
+
+    items.sort(key=cost)  # the longest first; stable: file order kept otherwise
+
+
 @pytest.fixture(scope="session")
 def workdir(tmp_path_factory):
     return tmp_path_factory.mktemp("edgesdk")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -51,3 +53,14 @@ def with_node(src: Path, dst: Path, node: onnx.NodeProto, opset_domain: str | No
         model.opset_import.append(helper.make_opsetid(opset_domain, 1))
     onnx.save(model, dst)
     return dst
+
+
+@contextlib.contextmanager
+def module_folder(tmp_path_factory, name: str):
+    """A module fixture's folder, deleted when the module is done: pytest keeps every tmp folder to the end of
+    the run, and a Gemma artifact holds 1-2 GB (kept, the LLM modules' artifacts filled CI's disk)."""
+    folder = tmp_path_factory.mktemp(name)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

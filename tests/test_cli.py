@@ -47,7 +47,7 @@ def test_convert_with_recipe_options(tmp_path, mlp, capsys):
     recipe = json.loads(capsys.readouterr().out)["recipe"]
     assert recipe == {"name": "int4", "options": {"kv_cache": "float", "max_loss": None, "block_size": 16, "symmetric": True, "embedding_bits": 4, "output_bits": 4,
                                                   "clip_search": True, "rounding": "rtn", "act_order": True,
-                                                  "calibration_samples": 32}}
+                                                  "calibration_samples": 32, "float_activations": False}}
 
 
 @pytest.mark.parametrize(

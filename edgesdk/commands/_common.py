@@ -52,3 +52,12 @@ def recipe_options(args) -> dict:
             raise UsageError(f"--{key.replace('_', '-')} {flag} and -O {key}={options[key]} disagree")
         options[key] = flag
     return options
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1 (--limit 0 or --threads -1 are refused by argparse, exit 2)."""
+    import argparse
+
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got '{text}'")
+    return int(text)

@@ -10,9 +10,13 @@ def print_profile(result) -> None:
     console = Console()
     lat = result.latency
     facts = result.facts
-    table = Table(title=f"{result.model} ({result.recipe}) on {result.device} [{result.target}]", show_header=False)
+    emulated = " EMULATED" if result.emulated else ""
+    table = Table(title=f"{result.model} ({result.recipe}) on {result.device} [{result.target}]{emulated}",
+                  show_header=False)
     table.add_column(style="bold")
     table.add_column()
+    if result.emulated:
+        table.add_row("emulated", f"qemu on this machine: these timings are not a {result.target} board's")
     table.add_row("device", f"{facts.arch}, {facts.cpu or '?'} x{facts.cores or '?'}, {facts.os}, kernel {facts.kernel}")
     table.add_row("runtime", f"{result.runtime.get('name', '?')} {result.runtime.get('version', '?')}, python {facts.python}, "
                              f"threads {result.runtime.get('threads') or 'default'}")
@@ -65,3 +69,32 @@ def _power_text(power: dict) -> str:
     return (f"{power['sensor']}: {idle}mean {power['mean_w']:.2f} W  peak {power['peak_w']:.2f} W  "
             f"{power['energy_per_inference_mj']:.3g} mJ/inference{above}  ({power['samples']} samples, "
             f"total = {escape(power['total_source'])})")
+
+
+def report_fleet(artifact, outcomes: list, as_json: bool) -> int:
+    """One summary of a fleet run (a row per device, failures included); the exit code of the first failure."""
+    failed = [o for o in outcomes if o.result is None]
+    if as_json:
+        from ._common import print_json
+
+        print_json({**({"artifact": str(artifact.path)} if artifact is not None else {}),
+                    "devices": [o.to_json() for o in outcomes], "failed": [o.device.name for o in failed]})
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"{len(outcomes)} devices" + (f": {artifact.path}" if artifact is not None else ""))
+        for column in ("device", "target", "p50 ms", "p90 ms", "accuracy", "peak RSS MB", "wall s", "status"):
+            table.add_column(column)
+        for o in outcomes:
+            r = o.result
+            if r is None:
+                table.add_row(o.device.name, o.device.target, "-", "-", "-", "-", f"{o.wall_s:.1f}",
+                              f"[red]FAILED[/] {o.error}")
+                continue
+            accuracy = f"cosine {r.cosine:.6f}" if r.cosine is not None else "-"
+            status = "ok (EMULATED)" if r.emulated else "ok"
+            table.add_row(o.device.name, r.target, f"{r.latency.p50:.2f}", f"{r.latency.p90:.2f}", accuracy,
+                          f"{r.peak_rss_mb:.0f}", f"{o.wall_s:.1f}", status)
+        Console().print(table)
+    return failed[0].exit_code if failed else 0

@@ -48,15 +48,16 @@ def run(args) -> int:
         "target": target.name,
         "backend": artifact.manifest.backend,
         "recipe": artifact.manifest.recipe.model_dump(),
-        # the model file with its external weights (model.onnx.data)
-        "bytes": sum(f.bytes for name, f in artifact.manifest.files.items() if name.startswith(artifact.manifest.model_file)),
+        "bytes": artifact.model_bytes,
         "accuracy": artifact.manifest.accuracy,
     }
     if args.json:
         print_json(summary)
         return 0
     size_mb = summary["bytes"] / 1e6
-    print(f"wrote {artifact.path}/  ({artifact.manifest.model_file} and its weights: {size_mb:.1f} MB, recipe {recipe}, "
+    model_file = artifact.manifest.model_file
+    what = f"the {model_file.rsplit('/', 1)[0]}/ package" if "/" in model_file else f"{model_file} and its weights"
+    print(f"wrote {artifact.path}/  ({what}: {size_mb:.1f} MB, recipe {recipe}, "
           f"target {target.name}, backend {target.backend})")
     budget = (artifact.manifest.quantization or {}).get("budget")
     if budget:

@@ -15,7 +15,8 @@ def add_parser(sub):
     )
     p.add_argument("model", help="an .onnx file, or a .py file whose build_model() returns (nn.Module, example_inputs)")
     p.add_argument("--target", required=True, help="a target in targets/, e.g. host, rpi4")
-    p.add_argument("--device", default=None, help="a device in devices.yaml (default: the first of the target)")
+    p.add_argument("--device", action="append", default=[], help="a device in devices.yaml (default: the first of the "
+                   "target); repeat it to deploy to several devices at once")
     p.add_argument("--recipe", default=None, help="quantization recipe (default: the target's)")
     p.add_argument("--calib", metavar="NPZ", help="calibration data: one array per model input, first axis = samples")
     p.add_argument("--reference", metavar="NPZ", help="reference inputs for on-device accuracy (default: --calib)")
@@ -28,12 +29,20 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from ..devices.api import deploy
+    from ..devices.api import deploy, deploy_fleet
+    from .profile import fleet_devices, profile_options
 
-    result = deploy(args.model, target=args.target, device=args.device, recipe=args.recipe, calibration=args.calib,
-                    runs=args.runs, warmup=args.warmup, out_dir=args.out, reference_data=args.reference,
-                    devices=args.devices, runs_dir=args.runs_dir, budget_s=args.budget, power=args.power,
-                    cross=args.cross, **recipe_options(args))
+    fleet = fleet_devices(args)
+    if fleet is not None:
+        from ._profile_output import report_fleet
+
+        artifact, outcomes = deploy_fleet(args.model, args.target, fleet, recipe=args.recipe, calibration=args.calib,
+                                          out_dir=args.out, reference_data=args.reference,
+                                          recipe_options=recipe_options(args), **profile_options(args))
+        return report_fleet(artifact, outcomes, args.json)
+    result = deploy(args.model, target=args.target, device=(args.device or [None])[0], recipe=args.recipe,
+                    calibration=args.calib, out_dir=args.out, reference_data=args.reference, devices=args.devices,
+                    **profile_options(args), **recipe_options(args))
     if args.json:
         print_json(result.to_json())
         return 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._common import add_json_flag, print_json
+from ._common import add_json_flag, positive_int, print_json
 
 
 def add_parser(sub):
@@ -14,7 +14,7 @@ def add_parser(sub):
     )
     p.add_argument("artifact", help="an artifact directory written by 'edgesdk convert'")
     p.add_argument("--data", required=True, metavar="NPZ", help="held-out inputs: one array per model input")
-    p.add_argument("--limit", type=int, default=None, help="use only the first N samples")
+    p.add_argument("--limit", type=positive_int, default=None, help="use only the first N samples")
     add_json_flag(p)
     return p
 

@@ -29,6 +29,7 @@ from . import facts as device_facts
 from . import lm as device_lm
 from . import runner as device_runner
 from .inventory import Device, Inventory, load_inventory
+from .lock import DeviceLock
 from .transport import Transport, open_transport
 from .upload import FileToPush, PushResult, push
 
@@ -56,6 +57,7 @@ class ProfileResult:
     clock: dict[str, float] = dataclasses.field(default_factory=dict)  # device time.time(): started, timed_start/end
     power: dict[str, Any] | None = None  # with power=True: edgesdk.power's result JSON, or {"sensor", "error"}
     lm: dict[str, Any] | None = None  # an LM: time to first token, prefill/decode tokens/s, generated tokens
+    emulated: bool = False  # an emulated board (qemu on the host): its timings are not the board's
 
     @property
     def cosine(self) -> float | None:
@@ -69,6 +71,7 @@ class ProfileResult:
             "run_dir": str(self.run_dir),
             "device": self.device,
             "target": self.target,
+            "emulated": self.emulated,
             "artifact": self.artifact,
             "model": self.model,
             "recipe": self.recipe,
@@ -89,12 +92,13 @@ class ProfileResult:
 class DeviceSession:
     """An open transport to one device plus its facts; several profiles can share one."""
 
-    def __init__(self, device: Device, transport: Transport, facts: device_facts.DeviceFacts, phases: dict[str, float]):
+    def __init__(self, device: Device, transport: Transport, facts: device_facts.DeviceFacts, phases: dict[str, float],
+                 target: Target | None = None):
         self.device, self.transport, self.facts, self.phases = device, transport, facts, phases
-        self.target = load_target(device.target)
+        self.target = target or load_target(device.target)  # deploy's target: another runtime on the same board
 
     @classmethod
-    def open(cls, device: Device) -> DeviceSession:
+    def open(cls, device: Device, target: Target | None = None) -> DeviceSession:
         phases: dict[str, float] = {}
         start = time.perf_counter()
         with progress.step(f"connecting to {device.name} ({device.address})"):
@@ -107,7 +111,7 @@ class DeviceSession:
         except BaseException:
             transport.close()
             raise
-        return cls(device, transport, facts, phases)
+        return cls(device, transport, facts, phases, target)
 
     def require(self, backend) -> None:
         """Refuse (with the install command) when the device lacks what ``backend``'s runner imports."""
@@ -147,6 +151,7 @@ def profile(
     prompt: str | list[int] | None = None,
     threads: int | None = None,
     cross: bool = False,
+    wait: float | None = None,
 ) -> ProfileResult:
     """Run an artifact on a device: latency of ``runs`` timed iterations (after ``warmup``), peak RSS,
     and on-device accuracy on the artifact's reference inputs. ``budget_s`` stops the timed runs early.
@@ -155,7 +160,8 @@ def profile(
     An LM artifact: the prompt (``prompt``: text or token ids; else the start of its reference text) is prefilled, then
     ``runs`` tokens are decoded one call each with the KV cache; a decode step is the timed iteration, so
     energy per inference is energy per token. ``threads`` overrides the target's runtime threads. ``cross``: a
-    compiled backend pushes the program it builds on this host instead of building it on the device."""
+    compiled backend pushes the program it builds on this host instead of building it on the device. The device is
+    locked for the run (devices/lock.py): held by another pipeline, it is refused, or waited for ``wait`` seconds."""
     if runs < 1 or warmup < 0:
         raise UsageError(f"--runs must be >= 1 and --warmup >= 0 (got {runs} and {warmup})")
     art = artifact if isinstance(artifact, Artifact) else Artifact.load(artifact)
@@ -179,10 +185,15 @@ def profile(
             session = DeviceSession.open(dev)
         run.write_json("device.json", {"device": _device_record(dev), "facts": session.facts.to_json()})
         session.require(backend)
-        return _profile_on(session, art, backend, run, runs, warmup, budget_s, timeout_s, model, recipe, power,
-                           prompt_ids, threads, cross)
+        start = time.perf_counter()
+        with DeviceLock(session.transport, dev.interpreter, dev.workdir, wait_s=wait) as lock:
+            session.phases["lock"] = time.perf_counter() - start
+            if lock.broke_stale:
+                run.write_json("stale_locks.json", lock.broke_stale)
+            return _profile_on(session, art, backend, run, runs, warmup, budget_s, timeout_s, model, recipe, power,
+                               prompt_ids, threads, cross)
     except BaseException as exc:
-        run.fail(exc if isinstance(exc, EdgeSDKError) else f"{type(exc).__name__}: {exc}")
+        run.fail(exc if isinstance(exc, (EdgeSDKError, KeyboardInterrupt)) else f"{type(exc).__name__}: {exc}")
         raise
     finally:
         if own_session and session is not None:
@@ -217,7 +228,7 @@ def _profile_on(session: DeviceSession, art: Artifact, backend, run: Run, runs: 
                 power: bool = False, prompt_ids: list[int] | None = None, threads: int | None = None,
                 cross: bool = False) -> ProfileResult:
     dev, transport = session.device, session.transport
-    phases = {"connect": session.phases.get("connect", 0.0), "facts": session.phases.get("facts", 0.0)}
+    phases = {k: session.phases.get(k, 0.0) for k in ("connect", "facts", "lock")}
     python = dev.interpreter
     workdir = transport.path(dev.workdir)  # '~/x' as the device's commands and file calls both read it
 
@@ -278,7 +289,7 @@ def _profile_on(session: DeviceSession, art: Artifact, backend, run: Run, runs: 
         latencies_ms=document["latencies_ms"], peak_rss_mb=float(document["peak_rss_mb"]), accuracy=accuracy,
         host_accuracy=(art.manifest.accuracy or {}).get("next_token" if is_lm else "outputs", {}), facts=session.facts,
         runtime=document.get("runtime", {}), upload=pushed, phases_s=phases, clock=document.get("clock") or {},
-        power=power_result, lm=lm_figures,
+        power=power_result, lm=lm_figures, emulated=dev.emulated,
     )
     if lm_figures is not None and power_result and "energy_per_inference_mj" in power_result:
         lm_figures["energy_per_token_mj"] = power_result["energy_per_inference_mj"]
@@ -334,6 +345,8 @@ def deploy(
     budget_s: float | None = None,
     power: bool = False,
     cross: bool = False,
+    threads: int | None = None,
+    wait: float | None = None,
     **recipe_options: Any,
 ) -> ProfileResult:
     """Convert (load -> quantize -> export for ``target``) and profile on a device of that target: the
@@ -342,9 +355,9 @@ def deploy(
 
     tgt = target if isinstance(target, Target) else load_target(target)
     dev = resolve_device(device, devices, tgt.name)
-    if dev.target != tgt.name:
-        raise UsageError(f"device '{dev.name}' is a '{dev.target}' device, not '{tgt.name}'; pick a device of that "
-                         "target or change --target")
+    if not tgt.runs_on(load_target(dev.target)):
+        raise UsageError(f"device '{dev.name}' is a '{dev.target}' device, not '{tgt.name}' (nor the same board); "
+                         "pick a device of that target or change --target")
     if runs < 1 or warmup < 0:
         raise UsageError(f"--runs must be >= 1 and --warmup >= 0 (got {runs} and {warmup})")
     # Reach the device (and find its runtime) before a conversion that may take minutes.
@@ -357,14 +370,45 @@ def deploy(
     backend.check_recipe(recipe_name)
     if cross:
         backend.check_cross(tgt)
-    with DeviceSession.open(dev) as session:
+    with DeviceSession.open(dev, tgt) as session:
         session.require(backend)
         graph = api.load(model)
         quantized = api.quantize(graph, recipe_name, calibration=calibration, **recipe_options)
         out = out_dir or Path("out") / f"{_plain(graph.name or 'model')}-{tgt.name}-{recipe_name}"
         artifact = api.export(quantized, tgt, out, reference_data=reference_data)
         return profile(artifact, runs=runs, warmup=warmup, budget_s=budget_s, runs_dir=runs_dir, session=session,
-                       power=power, cross=cross)
+                       power=power, cross=cross, threads=threads, wait=wait)
+
+
+def profile_fleet(artifact: str | Path | Artifact, devices: list[Device], **options: Any) -> list:
+    """profile() on every device at once (devices/fleet.py): one outcome per device, failures included."""
+    from .fleet import run_fleet
+
+    art = artifact if isinstance(artifact, Artifact) else Artifact.load(artifact)
+    return run_fleet(devices, lambda device: profile(art, device=device, **options))
+
+
+def deploy_fleet(model: Any, target: str | Target, devices: list[Device], recipe: str | None = None,
+                 calibration: Any = None, out_dir: str | Path | None = None, reference_data: Any = None,
+                 cross: bool = False, recipe_options: dict[str, Any] | None = None,
+                 **profile_options: Any) -> tuple[Artifact, list]:
+    """Convert once for ``target``, then profile on every device (each must run the target) at once."""
+    from .. import api
+
+    tgt = target if isinstance(target, Target) else load_target(target)
+    for dev in devices:
+        if not tgt.runs_on(load_target(dev.target)):
+            raise UsageError(f"device '{dev.name}' is a '{dev.target}' device, not '{tgt.name}' (nor the same board)")
+    backend = get_backend(tgt.backend)
+    recipe_name = recipe or tgt.default_recipe
+    backend.check_recipe(recipe_name)
+    if cross:
+        backend.check_cross(tgt)
+    graph = api.load(model)
+    quantized = api.quantize(graph, recipe_name, calibration=calibration, **(recipe_options or {}))
+    out = out_dir or Path("out") / f"{_plain(graph.name or 'model')}-{tgt.name}-{recipe_name}"
+    artifact = api.export(quantized, tgt, out, reference_data=reference_data)
+    return artifact, profile_fleet(artifact, devices, cross=cross, **profile_options)
 
 
 def _plain(text: str) -> str:

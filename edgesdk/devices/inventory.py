@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ..errors import InventoryError
 from ..power.config import PowerConfig
 from ..targets import available_targets
+from ..yaml_errors import yaml_problem
 
 ENV_VAR = "EDGESDK_DEVICES"
 DEFAULT_FILE = "devices.yaml"
@@ -33,6 +34,12 @@ def _check_shell_safe(value: str, what: str) -> str:
     if bad:
         shown = " ".join(repr(c) for c in bad)
         raise ValueError(f"{what} '{value}' contains shell metacharacters ({shown}); use a plain path")
+    return value
+
+
+def check_name(value: str) -> str:
+    if not _NAME.match(value):
+        raise ValueError(f"device name '{value}' may hold only letters, digits, '.', '_' and '-' (no shell metacharacters)")
     return value
 
 
@@ -53,13 +60,12 @@ class Device(BaseModel):
     tags: list[str] = []
     connect_timeout: float = Field(default=10.0, gt=0)
     power: PowerConfig | None = None  # absent: the target's power_sensor (targets/*.yaml), else none
+    emulated: bool = False  # qemu on the host (edgesdk devices emulate): its timings are not the board's
 
     @field_validator("name")
     @classmethod
     def _plain_name(cls, value: str) -> str:
-        if not _NAME.match(value):
-            raise ValueError(f"device name '{value}' may hold only letters, digits, '.', '_' and '-' (no shell metacharacters)")
-        return value
+        return check_name(value)
 
     @field_validator("workdir")
     @classmethod
@@ -146,10 +152,7 @@ def parse_inventory(text: str, path: Path | None = None) -> Inventory:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark, context, context_mark = (getattr(exc, k, None) for k in ("problem_mark", "context", "context_mark"))
-        line = f":{mark.line + 1}" if mark else ""
-        started = f" ({context} at line {context_mark.line + 1})" if context and context_mark else ""
-        raise InventoryError(f"{label}{line}: not valid YAML: {getattr(exc, 'problem', None) or exc}{started}") from None
+        raise InventoryError(yaml_problem(exc, label)) from None
     if data is None:
         data = {}
     if not isinstance(data, dict) or set(data) - {"devices"}:
@@ -163,7 +166,7 @@ def parse_inventory(text: str, path: Path | None = None) -> Inventory:
     for name, settings in entries.items():
         if settings is None:
             settings = {}
-        if not isinstance(settings, dict):
+        if not isinstance(settings, dict) or not all(isinstance(key, str) for key in settings):
             raise InventoryError(f"{label}:{_line(root, ['devices', name])}: device '{name}': expected a mapping of settings")
         if "name" in settings:
             raise InventoryError(f"{label}:{_line(root, ['devices', name, 'name'])}: device '{name}': 'name' is the mapping key, not a setting")

@@ -3,9 +3,11 @@ on the device when it runs too long (bounded.py), host keys verified (host_keys.
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -18,8 +20,17 @@ from ..errors import (
 )
 from .bounded import NO_WATCHDOG, PID_MARK, remote_command
 from .host_keys import AcceptNewPolicy, StrictPolicy, UnknownHostKey, fingerprint
+from .interrupts import deferred_interrupt
 from .inventory import Device
 from .transport import CHUNK, KILL_GRACE_S, Completed, Transport, _LineSplitter
+
+# paramiko logs a failed connection's traceback from its own thread; Python would print it to stderr (no
+# handler configured): the error reaches the user once, as edgesdk's one-line message.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
+
+PROBE_AFTER_S = 10.0  # no byte from a running command for this long: probe the link
+PROBE_TIMEOUT_S = 10.0  # no answer to the probe within this: the link is gone
+EOF_GRACE_S = 2.0  # the exit status came but not EOF: a child the command left behind may hold its output open
 
 
 class SSHTransport(Transport):
@@ -119,6 +130,10 @@ class SSHTransport(Transport):
 
     # -- commands ----------------------------------------------------------------------------------
     def run(self, argv, timeout=60.0, on_stderr_line=None) -> Completed:
+        with deferred_interrupt() as interrupted:
+            return self._run(argv, timeout, on_stderr_line, interrupted)
+
+    def _run(self, argv, timeout, on_stderr_line, interrupted) -> Completed:
         import paramiko
 
         link = self._transport()
@@ -136,26 +151,8 @@ class SSHTransport(Transport):
                 on_stderr_line(line)
 
         out, err = _LineSplitter(None), _LineSplitter(stderr_line)
-        # The device's own `timeout` fires first; this client deadline only covers a device that hangs.
-        deadline = time.monotonic() + timeout + KILL_GRACE_S + 10
         try:
-            while True:
-                got = False
-                while channel.recv_ready():
-                    out.feed(channel.recv(CHUNK))
-                    got = True
-                while channel.recv_stderr_ready():
-                    err.feed(channel.recv_stderr(CHUNK))
-                    got = True
-                if channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
-                    break
-                if not link.is_active():
-                    raise DeviceConnectionError(f"lost the connection to device '{self.device.name}' while running "
-                                                f"{Path(argv[0]).name}")
-                if time.monotonic() > deadline:
-                    raise self._timed_out(argv, timeout)
-                if not got:
-                    channel.status_event.wait(0.01)
+            self._wait(link, channel, argv, timeout, out, err, pid, interrupted)
         except BaseException:
             self._kill_remote(pid)
             channel.close()
@@ -172,6 +169,46 @@ class SSHTransport(Transport):
                               f"{self.device.interpreter} to bound commands with")
         return Completed(code, out.text(), stderr)
 
+    def _wait(self, link, channel, argv, timeout, out, err, pid, interrupted) -> None:
+        """Read the command's output until it exits; raise on Ctrl-C, a lost link or the client deadline."""
+        # The device's own `timeout` fires first; this client deadline only covers a device that hangs.
+        deadline = time.monotonic() + timeout + KILL_GRACE_S + 10
+        heard = time.monotonic()
+        exited = 0.0
+        while True:
+            interrupted()
+            got = False
+            while channel.recv_ready():
+                out.feed(channel.recv(CHUNK))
+                got = True
+            while channel.recv_stderr_ready():
+                err.feed(channel.recv_stderr(CHUNK))
+                got = True
+            if channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
+                # sshd may send the exit status before the last output it still reads from the command's
+                # pipes: done at the channel's EOF (or shortly after, if a child the command left holds them)
+                if channel.eof_received or channel.closed:
+                    return
+                exited = exited or time.monotonic()
+                if time.monotonic() - exited > EOF_GRACE_S:
+                    return
+            if not link.is_active():
+                raise DeviceConnectionError(f"lost the connection to device '{self.device.name}' while running "
+                                            f"{Path(argv[0]).name}")
+            if time.monotonic() > deadline:
+                raise self._timed_out(argv, timeout)
+            if got:
+                heard = time.monotonic()
+            elif time.monotonic() - heard > PROBE_AFTER_S:  # silence: is the link still there?
+                if not _answers(link, PROBE_TIMEOUT_S):
+                    pid.clear()  # nothing reaches the device now; its own `timeout` ends the command there
+                    raise DeviceConnectionError(
+                        f"lost the link to device '{self.device.name}' while running {Path(argv[0]).name}: no "
+                        f"answer for {PROBE_TIMEOUT_S:g} s (the device's own timeout ends the command there)")
+                heard = time.monotonic()
+            if not got:
+                channel.status_event.wait(0.01)
+
     def _kill_remote(self, pid: list[int]) -> None:
         """Best effort: kill the command's process group on the device when the client gives up first."""
         if not pid or self._client is None:
@@ -179,7 +216,7 @@ class SSHTransport(Transport):
         try:
             channel = self._client.get_transport().open_session(timeout=5)
             channel.exec_command(shlex.join(["kill", "-KILL", "--", f"-{pid[0]}"]))
-            channel.recv_exit_status()
+            channel.status_event.wait(5)
             channel.close()
         except Exception:
             pass
@@ -198,8 +235,13 @@ class SSHTransport(Transport):
         sftp = self._sftp_client()
         size = Path(local).stat().st_size
         try:
-            with open(local, "rb") as handle:
-                sftp.putfo(handle, self.path(remote), file_size=size, callback=progress, confirm=True)
+            with open(local, "rb") as handle, deferred_interrupt() as interrupted:
+                def sent(done: int, total: int) -> None:
+                    interrupted()  # between two chunks: no paramiko lock held
+                    if progress:
+                        progress(done, total)
+
+                sftp.putfo(handle, self.path(remote), file_size=size, callback=sent, confirm=True)
         except (OSError, EOFError, Exception) as exc:
             if isinstance(exc, DeviceError):
                 raise
@@ -226,6 +268,23 @@ class SSHTransport(Transport):
     def path(self, remote: str) -> str:
         # SSH sessions and SFTP both start in the home directory: '~/x' is the relative path 'x'.
         return remote[2:] if remote.startswith("~/") else ("." if remote == "~" else remote)
+
+
+def _answers(link, within: float) -> bool:
+    """The SSH server answers a keepalive request within ``within`` seconds (a cut cable leaves TCP silent, and
+    paramiko waits for the reply without a limit: the probe runs in a thread of its own)."""
+    answered = threading.Event()
+
+    def probe() -> None:
+        try:
+            link.global_request("keepalive@openssh.com", wait=True)  # any reply, even a refusal, is an answer
+        except Exception:
+            return
+        if link.is_active():
+            answered.set()
+
+    threading.Thread(target=probe, name="ssh-probe", daemon=True).start()
+    return answered.wait(within)
 
 
 def _local_user() -> str:

@@ -8,7 +8,7 @@ from typing import Any
 
 from .. import progress
 from ..errors import CalibrationError, UsageError
-from .metrics import NextTokenStats
+from .metrics import FloatWindow, NextTokenStats
 from .text import MIN_EVAL_TOKENS, windows_from
 
 EVAL_WINDOW = 256
@@ -45,7 +45,8 @@ def _evaluate_group(arts: list, text, window: int, max_windows: int | None, thre
     from ..backends import backend_for_artifact
     from .model import LanguageModel
 
-    lms = [LanguageModel.from_manifest(art.manifest.language_model, art.path) for art in arts]
+    # the first artifact's tokenizer cuts the windows (about a second to load: the others' are not loaded)
+    lms = [LanguageModel.from_manifest(art.manifest.language_model, art.path, tokenizer=i == 0) for i, art in enumerate(arts)]
     first = lms[0]
     for lm in lms:
         if window < 2 or window > lm.max_tokens:
@@ -61,7 +62,7 @@ def _evaluate_group(arts: list, text, window: int, max_windows: int | None, thre
     stats = [NextTokenStats() for _ in arts]
     float_lm = first.float_form  # the float model's cache is float whatever the artifact's
     for ids in progress.track(windows, "evaluating", total=len(windows)):
-        expected = float_run(float_lm.prefill_feed(ids))["logits"][0]
+        expected = FloatWindow.of(ids, float_run(float_lm.prefill_feed(ids))["logits"][0])
         for run, lm, stat in zip(runs, lms, stats):
             stat.add(ids, run(lm.prefill_feed(ids))["logits"][0], expected)
     return [{"artifact": str(art.path), "text": str(text), "window": window, "windows": len(windows), **stat.to_json()}

@@ -8,6 +8,7 @@ same fix-ups (llama's query/key rows un-permuted, Gemma's RMSNorm gains stored m
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +111,27 @@ def rotate_half_rows(array: np.ndarray, heads: int) -> np.ndarray:
     return array.reshape(heads, array.shape[0] // heads // 2, 2, *array.shape[1:]).swapaxes(1, 2).reshape(array.shape)
 
 
+@contextlib.contextmanager
+def parsed_once(path: Path, reader=None):
+    """transformers parses the file again for its config, its tokenizer and its model, each a new GGUFReader
+    (gguf-py reads a 262144-word vocabulary in ~9 s): while this holds, a GGUFReader of ``path`` is one
+    reader (``reader``, or one opened here), read-only and shared."""
+    gguf = _gguf()
+    original, wanted = gguf.GGUFReader, Path(path).resolve()
+    reader = reader if reader is not None else original(wanted)
+
+    def shared(file, *args, **kwargs):
+        if not args and not kwargs and Path(file).resolve() == wanted:
+            return reader
+        return original(file, *args, **kwargs)
+
+    gguf.GGUFReader = shared
+    try:
+        yield
+    finally:
+        gguf.GGUFReader = original
+
+
 def load_gguf(path: Path) -> tuple[DecoderConfig, GgufWeights, Any]:
     """(config, weights, tokenizer) of a .gguf file, without building a transformers model."""
     from .config import from_transformers
@@ -118,8 +140,9 @@ def load_gguf(path: Path) -> tuple[DecoderConfig, GgufWeights, Any]:
     reader = open_gguf(path)
     transformers = transformers_module()
     try:
-        hf_config = transformers.AutoConfig.from_pretrained(path.parent, gguf_file=path.name)
-        tokenizer = transformers.AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+        with parsed_once(path, reader):
+            hf_config = transformers.AutoConfig.from_pretrained(path.parent, gguf_file=path.name)
+            tokenizer = transformers.AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
     except Exception as exc:
         raise ModelError(f"{path}: transformers cannot read its config or tokenizer: {first_line(exc)}") from None
     config = from_transformers(hf_config)

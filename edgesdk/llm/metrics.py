@@ -14,6 +14,23 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
 
 
+@dataclasses.dataclass(frozen=True)
+class FloatWindow:
+    """What the float model's logits on one window give every row compared with it (the 262k-word softmax
+    is the costly part: computed once per window, not once per row)."""
+
+    log_probs: np.ndarray  # [T-1, vocab], float64
+    probs: np.ndarray
+    top: np.ndarray  # [T-1]: the float model's next token
+    nll: float  # its negative log-likelihood of the window's next tokens
+
+    @classmethod
+    def of(cls, ids: np.ndarray, float_logits: np.ndarray) -> FloatWindow:
+        ids = np.asarray(ids).reshape(-1)
+        f = log_softmax(np.asarray(float_logits).reshape(len(ids), -1)[:-1])
+        return cls(f, np.exp(f), f.argmax(-1), -float(f[np.arange(len(ids) - 1), ids[1:]].sum()))
+
+
 @dataclasses.dataclass
 class NextTokenStats:
     """Perplexity of both models on the text, top-1 agreement and mean KL(float ‖ quantized)."""
@@ -24,18 +41,19 @@ class NextTokenStats:
     agree: int = 0
     kl: float = 0.0
 
-    def add(self, ids: np.ndarray, logits: np.ndarray, float_logits: np.ndarray) -> None:
-        """``logits``/``float_logits`` [T, vocab] for the window ``ids`` [T]: position t predicts ids[t+1]."""
+    def add(self, ids: np.ndarray, logits: np.ndarray, float_logits: np.ndarray | FloatWindow) -> None:
+        """``logits``/``float_logits`` [T, vocab] for the window ``ids`` [T]: position t predicts ids[t+1]. Rows
+        compared with one float model on one window may share its FloatWindow (computed once)."""
         ids = np.asarray(ids).reshape(-1)
+        reference = float_logits if isinstance(float_logits, FloatWindow) else FloatWindow.of(ids, float_logits)
         q = log_softmax(np.asarray(logits).reshape(len(ids), -1)[:-1])
-        f = log_softmax(np.asarray(float_logits).reshape(len(ids), -1)[:-1])
         target = ids[1:]
         rows = np.arange(len(target))
         self.tokens += len(target)
         self.nll -= float(q[rows, target].sum())
-        self.float_nll -= float(f[rows, target].sum())
-        self.agree += int((q.argmax(-1) == f.argmax(-1)).sum())
-        self.kl += float((np.exp(f) * (f - q)).sum())
+        self.float_nll += reference.nll
+        self.agree += int((q.argmax(-1) == reference.top).sum())
+        self.kl += float((reference.probs * (reference.log_probs - q)).sum())
 
     def to_json(self) -> dict[str, float | int]:
         n = max(self.tokens, 1)

@@ -3,7 +3,8 @@
 All times are the device's clock (time.time() on the device, for the sampler and the runner alike), so
 no clock offset between host and device enters. Power between two samples is taken as the straight line
 between them (trapezoid rule); the window's edges are interpolated, so a window that starts or ends
-between samples is integrated exactly over [start, end]."""
+between samples is integrated exactly over [start, end]. An energy counter (RAPL) is read, not integrated:
+the window's energy is the counter's curve at its end minus at its start."""
 
 from __future__ import annotations
 
@@ -52,14 +53,47 @@ def interpolate(t: np.ndarray, p: np.ndarray, at: float) -> float:
 
 def integrate(t: np.ndarray, p: np.ndarray, start: float, end: float) -> float:
     """∫ P dt over [start, end] in joules, trapezoids on the samples with the edges interpolated."""
-    if end < start:
-        raise PowerError(f"window ends before it starts ({start} > {end})")
-    if len(t) < 2 or t[0] > start or t[-1] < end:
-        raise PowerError(_coverage(t, start, end))
+    _require_cover(t, start, end)
     inside = (t > start) & (t < end)
     ts = np.concatenate([[start], t[inside], [end]])
     ps = np.concatenate([[interpolate(t, p, start)], p[inside], [interpolate(t, p, end)]])
     return float(np.sum((ps[1:] + ps[:-1]) * np.diff(ts)) / 2.0)
+
+
+def window_energy(series: PowerSeries, start: float, end: float) -> float:
+    """Joules over [start, end]: from an energy counter's curve where the sensor has one (the counter's reads
+    telescope, so a late or early read moves only the window's two edge points), else ∫ P dt."""
+    if series.energy_t is None:
+        return integrate(series.t, series.total_w, start, end)
+    t, drawn = series.energy_t, series.energy_j
+    _require_cover(t, start, end)
+    return float(np.interp(end, t, drawn) - np.interp(start, t, drawn))
+
+
+def idle_power(series: PowerSeries, idle: tuple[float, float]) -> tuple[float | None, int]:
+    """(mean watts, samples) over the baseline interval. An energy counter's steps are placed at their middle,
+    so a step whose middle is inside may end after the runner started: its reads are used instead, from the
+    trace's first (the interval starts with the trace) to the last one at or before the interval's end."""
+    if series.energy_t is not None:
+        reads = np.flatnonzero(series.energy_t <= idle[1])
+        if len(reads) < 2:
+            return None, 0
+        first, last = int(reads[0]), int(reads[-1])
+        drawn, t = series.energy_j, series.energy_t
+        return float((drawn[last] - drawn[first]) / (t[last] - t[first])), last - first
+    t, p = series.t, series.total_w
+    in_idle = (t >= idle[0]) & (t <= idle[1])
+    count = int(in_idle.sum())
+    if count >= 2:
+        return integrate(t, p, float(t[in_idle][0]), float(t[in_idle][-1])) / float(t[in_idle][-1] - t[in_idle][0]), count
+    return (float(p[in_idle][0]), 1) if count == 1 else (None, 0)
+
+
+def _require_cover(t: np.ndarray, start: float, end: float) -> None:
+    if end < start:
+        raise PowerError(f"window ends before it starts ({start} > {end})")
+    if len(t) < 2 or t[0] > start or t[-1] < end:
+        raise PowerError(_coverage(t, start, end))
 
 
 def _coverage(t: np.ndarray, start: float, end: float) -> str:
@@ -114,7 +148,7 @@ def summarize(series: PowerSeries, sensor: str, idle: tuple[float, float] | None
     start, end = window
     if runs < 1:
         raise PowerError("no timed runs to divide the energy by")
-    energy = integrate(t, p, start, end)
+    energy = window_energy(series, start, end)
     duration = end - start
     inside = (t >= start) & (t <= end)
     edges = [interpolate(t, p, start), interpolate(t, p, end)]
@@ -123,14 +157,7 @@ def summarize(series: PowerSeries, sensor: str, idle: tuple[float, float] | None
         notes.append(f"only {int(inside.sum())} samples inside the {duration:.3f} s timed window: "
                      "raise --runs or the sensor's rate_hz for a steadier figure")
 
-    idle_w, idle_samples = None, 0
-    if idle is not None and idle[1] > idle[0]:
-        in_idle = (t >= idle[0]) & (t <= idle[1])
-        idle_samples = int(in_idle.sum())
-        if idle_samples >= 2:
-            idle_w = integrate(t, p, float(t[in_idle][0]), float(t[in_idle][-1])) / float(t[in_idle][-1] - t[in_idle][0])
-        elif idle_samples == 1:
-            idle_w = float(p[in_idle][0])
+    idle_w, idle_samples = idle_power(series, idle) if idle is not None and idle[1] > idle[0] else (None, 0)
     if subtract_idle and idle_w is None:
         raise PowerError("subtract_idle is set but no idle baseline was measured (idle_s too short for the rate)")
     above = (energy - idle_w * duration) / runs * 1e3 if idle_w is not None else None

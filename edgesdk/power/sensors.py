@@ -58,6 +58,10 @@ class PowerSeries:
     rails_w: dict[str, np.ndarray]
     total_source: str
     notes: list[str] = field(default_factory=list)
+    # An energy counter's own curve (RAPL): the total joules drawn by each read time, from the first read.
+    # Energy over a window is then a difference of two points of it, not an integral of the derived power.
+    energy_t: np.ndarray | None = None
+    energy_j: np.ndarray | None = None
 
 
 SENSORS: dict[str, type[PowerSensor]] = {}
@@ -238,7 +242,7 @@ class Rapl(_FilesSensor):
         zones = parsers.rapl_zones({**plan.static, **{p: "0" for p in plan.files}})
         total_zones, source = parsers.rapl_total(zones)
         index = {z.path: plan.files.index(posixpath.join(z.path, "energy_uj")) for z in zones}
-        times, readings = [], []
+        times, readings, read_t, drawn = [], [], [samples[0].t], [0.0]
         for before, after in zip(samples, samples[1:]):
             dt = after.t - before.t
             if dt <= 0:
@@ -253,4 +257,8 @@ class Rapl(_FilesSensor):
             total = sum(rails[z.name] for z in total_zones)
             times.append((before.t + after.t) / 2)
             readings.append(parsers.Reading(total, rails, source))
-        return _series(times, readings)
+            read_t.append(after.t)
+            drawn.append(drawn[-1] + total * dt)
+        series = _series(times, readings)
+        series.energy_t, series.energy_j = np.array(read_t), np.array(drawn)
+        return series

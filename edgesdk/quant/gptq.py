@@ -62,8 +62,15 @@ def gptq(
 
 
 def _inverse_cholesky_upper(h: np.ndarray) -> np.ndarray:
-    """U upper-triangular with H⁻¹ = UᵀU: the Cholesky factor of the inverse Hessian GPTQ's updates read."""
-    lower = np.linalg.cholesky(h)
-    lower_inverse = np.linalg.solve(lower, np.eye(len(h)))
-    inverse = lower_inverse.T @ lower_inverse
-    return np.linalg.cholesky(inverse).T
+    """U upper-triangular with H⁻¹ = UᵀU: the Cholesky factor of the inverse Hessian GPTQ's updates read.
+
+    From one factorization and one triangular inverse (not H⁻¹ formed and factored again): with P the
+    reversal permutation and P·H·P = L·Lᵀ, H⁻¹ = (P·L⁻¹·P)ᵀ(P·L⁻¹·P), and P·L⁻¹·P is upper-triangular with a
+    positive diagonal, so it is that factor."""
+    from scipy.linalg import lapack
+
+    lower = np.linalg.cholesky(h[::-1, ::-1])
+    lower_inverse, info = lapack.dtrtri(lower, lower=1)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"the Hessian's Cholesky factor is singular (LAPACK dtrtri info {info})")
+    return lower_inverse[::-1, ::-1]

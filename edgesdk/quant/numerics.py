@@ -88,31 +88,44 @@ def _blockwise_columns(
     groups = weight.reshape(k // block, block, n).astype(np.float32)
     qmax = 2 ** (bits - 1) - 1 if symmetric else 2**bits - 1
     qmin = -(2 ** (bits - 1)) if symmetric else 0
-    best_q = best_scale = best_zp = None
-    best_err = None
-    for ratio in (np.linspace(1.0, 0.7, 7) if search_clip else (1.0,)):
+    if symmetric:
+        absmax = np.abs(groups).max(axis=1)
+    else:
+        low, high = np.minimum(groups.min(axis=1), 0), np.maximum(groups.max(axis=1), 0)
+
+    def parameters(ratio):
+        """(scale, zero point) of every group with its range shrunk by ratio (a number or one per group)."""
         if symmetric:
             # absmax / 7.5 puts ±absmax half a step inside [-8, 7]: every value within half a step, all 16 levels used
-            absmax = np.abs(groups).max(axis=1) * ratio
-            scale = np.where(absmax > 0, absmax / (qmax + 0.5), 1.0)
-            zp = np.zeros_like(scale)
-        else:
-            low = np.minimum(groups.min(axis=1), 0) * ratio
-            high = np.maximum(groups.max(axis=1), 0) * ratio
-            scale = np.where(high > low, (high - low) / qmax, 1.0)
-            zp = np.clip(np.rint(-low / scale), qmin, qmax)
-        q = np.clip(np.rint(groups / scale[:, None, :]) + zp[:, None, :], qmin, qmax)
-        err = (((q - zp[:, None, :]) * scale[:, None, :] - groups) ** 2).sum(axis=1)
+            clipped = absmax * ratio
+            return np.where(clipped > 0, clipped / (qmax + 0.5), 1.0), np.zeros_like(absmax)
+        lo, hi = low * ratio, high * ratio
+        scale = np.where(hi > lo, (hi - lo) / qmax, 1.0)
+        return scale, np.clip(np.rint(-lo / scale), qmin, qmax)
+
+    def rounded(scale, zp):
+        q = groups / scale[:, None, :]
+        np.rint(q, out=q)
+        q += zp[:, None, :]
+        return np.clip(q, qmin, qmax, out=q)
+
+    # The search keeps each group's best ratio (the first of the smallest error) and rounds once with it.
+    best_ratio = best_err = None
+    for ratio in (np.linspace(1.0, 0.7, 7) if search_clip else ()):
+        scale, zp = parameters(ratio)
+        error = rounded(scale, zp)
+        error -= zp[:, None, :]
+        error *= scale[:, None, :]
+        error -= groups
+        err = np.square(error, out=error).sum(axis=1)
         if best_err is None:
-            best_q, best_scale, best_zp, best_err = q, scale, zp, err
+            best_ratio, best_err = np.full(err.shape, ratio), err  # float64, as the ratio
         else:
             better = err < best_err
-            best_q = np.where(better[:, None, :], q, best_q)
-            best_scale = np.where(better, scale, best_scale)
-            best_zp = np.where(better, zp, best_zp)
-            best_err = np.minimum(err, best_err)
-    q = best_q.reshape(k, n).astype(np.int8)
-    return q, best_scale.astype(np.float32), (None if symmetric else best_zp.astype(np.int8))
+            best_ratio, best_err = np.where(better, ratio, best_ratio), np.where(better, err, best_err)
+    scale, zp = parameters(1.0 if best_ratio is None else best_ratio)
+    q = rounded(scale, zp).reshape(k, n).astype(np.int8)
+    return q, scale.astype(np.float32), (None if symmetric else zp.astype(np.int8))
 
 
 def dequantize_blockwise(q: np.ndarray, scale: np.ndarray, zero_point: np.ndarray | None, block: int) -> np.ndarray:

@@ -70,6 +70,9 @@ class Int4(Recipe):
     rounding: Literal["rtn", "awq", "gptq"] = "rtn"
     act_order: bool = True
     calibration_samples: Annotated[int, Field(ge=1)] = 32
+    # ORT computes int4 matmuls with int8 activations (MatMulNBits accuracy level 4: fast, not exact); true
+    # keeps them float, as the C backend always does (its greedy tokens are then ORT's).
+    float_activations: bool = False
 
     def apply(self, graph: Graph, calibration: CalibrationData | None) -> Graph:
         from .passes.weights import BlockWeightsPass

@@ -53,6 +53,8 @@ class SSHServer:
     directory: Path
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen | None = None
+    address: str = "127.0.0.1"
+    netns: str | None = None  # a network namespace of its own (tests/devices/netns.py): a device with its own address
 
     def __post_init__(self):
         if not os.path.exists(SSHD):
@@ -64,7 +66,7 @@ class SSHServer:
         (self.directory / "authorized_keys").write_text(Path(f"{self.client_key}.pub").read_text())
         self.config = (self.directory / "sshd_config").absolute()
         self.config.write_text(
-            f"Port {self.port}\nListenAddress 127.0.0.1\nHostKey {self.host_key}\nPidFile none\n"
+            f"Port {self.port}\nListenAddress {self.address}\nHostKey {self.host_key}\nPidFile none\n"
             f"AuthorizedKeysFile {self.directory / 'authorized_keys'}\nStrictModes no\nUsePAM no\n"
             "PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n"
             "Subsystem sftp internal-sftp\nLogLevel ERROR\nMaxStartups 50\n"
@@ -73,14 +75,15 @@ class SSHServer:
 
     def start(self) -> SSHServer:
         os.makedirs("/run/sshd", exist_ok=True)
-        self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(self.config)], stdout=subprocess.DEVNULL,
+        inside = ["ip", "netns", "exec", self.netns] if self.netns else []
+        self.proc = subprocess.Popen([*inside, SSHD, "-D", "-e", "-f", str(self.config)], stdout=subprocess.DEVNULL,
                                      stderr=open(self.log, "ab"), start_new_session=True)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 pytest.fail(f"sshd exited with {self.proc.returncode}: {self.log.read_text()}")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                with socket.create_connection((self.address, self.port), timeout=0.2):
                     return self
             except OSError:
                 time.sleep(0.01)
@@ -100,7 +103,8 @@ class SSHServer:
 
     def host_key_line(self) -> str:
         kind, blob = Path(f"{self.host_key}.pub").read_text().split()[:2]
-        return f"[127.0.0.1]:{self.port} {kind} {blob}\n"
+        host = self.address if self.port == 22 else f"[{self.address}]:{self.port}"  # known_hosts' own form
+        return f"{host} {kind} {blob}\n"
 
     def known_hosts(self, path: Path | None = None, line: str | None = None) -> Path:
         path = path or self.directory / "known_hosts"
@@ -111,7 +115,7 @@ class SSHServer:
         """A devices.yaml entry for this server; the device's python is the test interpreter (it has ORT)."""
         entry = {
             "target": "host",
-            "host": "127.0.0.1",
+            "host": self.address,
             "port": self.port,
             "user": "root",
             "key": str(self.client_key),

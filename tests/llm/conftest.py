@@ -22,8 +22,11 @@ def gemma_hf(gemma_gguf):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(gemma_gguf.parent, gguf_file=gemma_gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gemma_gguf.parent, gguf_file=gemma_gguf.name, dtype=torch.float32)
+    from edgesdk.llm.gguf_source import parsed_once
+
+    with parsed_once(gemma_gguf):  # transformers' own loading; the file's metadata is parsed once, not four times
+        tokenizer = AutoTokenizer.from_pretrained(gemma_gguf.parent, gguf_file=gemma_gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gemma_gguf.parent, gguf_file=gemma_gguf.name, dtype=torch.float32)
     return model.eval(), tokenizer
 
 

@@ -141,18 +141,25 @@ def _play(root: Path, marker: bytes, idle_w: float, busy_w: float) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     counter = root / "sys/class/powercap/intel-rapl:0/energy_uj"
     watts, last, tick, energy_uj = idle_w, time.time(), 0, 0.0
+
+    def accrue(until: float) -> None:
+        """The counter takes what was drawn since the last tick, then wraps like the real one."""
+        nonlocal energy_uj, last
+        energy_uj = (energy_uj + watts * (until - last) * 1e6) % RAPL_WRAP_UJ
+        _write(counter, str(int(energy_uj)))
+        last = until
+
     with open(root / "changes.log", "a") as log:
         while not stop.is_set():
-            now = time.time()
-            # The counter accrues what was drawn since the last tick, then wraps like the real one.
-            energy_uj = (energy_uj + watts * (now - last) * 1e6) % RAPL_WRAP_UJ
-            _write(counter, str(int(energy_uj)))
-            last = now
+            accrue(time.time())
             if tick % 10 == 0:
                 wanted = busy_w if runner_alive(marker) else idle_w
                 if wanted != watts:
-                    watts = wanted
+                    # The scan of /proc takes a while under load: the old power holds until the moment the
+                    # log names, for the counter as for the other sensors.
                     changed = time.time()
+                    accrue(changed)
+                    watts = wanted
                     _set(root, watts)
                     log.write(f"{changed!r} {watts!r}\n")
                     log.flush()

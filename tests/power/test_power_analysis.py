@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edgesdk.errors import PowerError
-from edgesdk.power.analysis import integrate, load_trace, series_csv, summarize
+from edgesdk.power.analysis import integrate, load_trace, series_csv, summarize, window_energy
 from edgesdk.power.sensors import PowerSeries
 
 
@@ -30,6 +30,34 @@ def test_integrate_refuses_a_window_the_trace_does_not_cover():
         integrate(t, np.ones(3), 0.5, 2.5)
     with pytest.raises(PowerError, match="does not cover"):
         integrate(t, np.ones(3), 1.5, 3.5)
+
+
+def test_an_energy_counter_gives_the_window_energy_from_its_own_reads():
+    # A 6.5 W board read every 50 ms; one read inside the window comes 20 ms late, so the power derived from the
+    # counter dips then spikes around it. The counter's curve still holds the exact energy at every read time.
+    reads = np.arange(0.0, 2.001, 0.05)
+    reads[20] += 0.02
+    drawn = 6.5 * reads
+    steps = np.diff(drawn) / np.diff(reads)
+    counter = PowerSeries((reads[1:] + reads[:-1]) / 2, steps, {"package-0": steps}, "package-0",
+                          energy_t=reads, energy_j=drawn)
+    assert window_energy(counter, 0.33, 1.71) == pytest.approx(6.5 * (1.71 - 0.33), rel=1e-12)
+    assert summarize(counter, "rapl", None, (0.33, 1.71), 10, False).mean_w == pytest.approx(6.5, rel=1e-12)
+    with pytest.raises(PowerError, match="does not cover"):
+        window_energy(counter, 0.01, 2.5)
+
+
+def test_an_energy_counter_baseline_ends_at_a_read_not_in_the_step_the_runner_started_in():
+    # 2 W until 0.51 s, then 6.5 W; the baseline asked for ends at 0.51. The step from 0.50 to 0.55 has its
+    # middle (0.525) outside, the step 0.45..0.50 inside; the read at 0.50 closes the baseline.
+    reads = np.arange(0.0, 2.001, 0.05)
+    drawn = np.where(reads <= 0.51, 2.0 * reads, 2.0 * 0.51 + 6.5 * (reads - 0.51))
+    steps = np.diff(drawn) / np.diff(reads)
+    counter = PowerSeries((reads[1:] + reads[:-1]) / 2, steps, {"package-0": steps}, "package-0",
+                          energy_t=reads, energy_j=drawn)
+    result = summarize(counter, "rapl", (0.025, 0.51), (1.0, 1.5), 5, True)
+    assert result.idle_w == pytest.approx(2.0, rel=1e-12) and result.idle_samples == 10
+    assert result.energy_per_inference_mj == pytest.approx((6.5 - 2.0) * 0.5 / 5 * 1e3, rel=1e-12)
 
 
 def test_summary_of_a_step_profile_inside_the_window():

@@ -6,7 +6,11 @@ static_graph.py fixes the input shapes (from the first sample) and folds the sha
 node to a kernel (ops.py, int4.py) and plans the memory; package.py writes the files; build.py builds and runs
 them on this machine.
 
-Recipes: fp32 and int4 (the graph's own uint4 codes, scales and zero points, packed for the kernel)."""
+Recipes: fp32 and int4 (the graph's own uint4 codes, scales and zero points, packed for the kernel).
+
+A causal LM (its static form, ``--context N``) becomes two entry points of one package, prefill (chunks of
+``prefill_tokens``) and decode (one token), sharing the weights and the KV cache, which lives in the package
+as state: model.h's model_prefill / model_decode."""
 
 from __future__ import annotations
 
@@ -30,12 +34,36 @@ class COptions(BaseModel):
     # --cross: the compiler on this host for the device's CPU (empty: cc for a native target,
     # aarch64-linux-gnu-gcc for aarch64); a program for another CPU is linked statically.
     cross_cc: str = ""
+    # Causal LMs: tokens per prefill call (a longer prompt takes several; a shorter one is padded).
+    prefill_tokens: int = Field(default=32, ge=2, le=4096)
 
 
 def _cross_cc(target) -> str:
     """The host's compiler for the target's CPU: its option, else cc (native) or Debian's aarch64 cross gcc."""
     own = getattr(target.backend_options, "cross_cc", "")  # a device of another backend's target has none
     return own or {"native": "cc", "aarch64": "aarch64-linux-gnu-gcc"}.get(target.arch, "")
+
+
+def _lm_entries(graph, options: COptions):
+    """A causal LM's two static graphs (prefill: prefill_tokens tokens; decode: one) and what model.c needs of it."""
+    import numpy as np
+
+    from ...llm import reference
+    from . import static_graph
+
+    lm = graph.lm
+    if not lm.context:
+        raise UsageError("the C backend runs a causal LM in its static form, with the KV cache in the package: "
+                         "convert with --context N (the cache slots, e.g. --context 256)")
+    if lm.kv_cache != "float":
+        raise UsageError(f"the C backend keeps a float KV cache (this graph's is {lm.kv_cache}): convert without "
+                         "--kv-cache")
+    tokens = min(options.prefill_tokens, lm.context)
+    entries = {"prefill": static_graph.staticize(graph, lm.prefill_feed(np.zeros(tokens, np.int64))),
+               "decode": static_graph.staticize(graph, lm.prefill_feed(np.zeros(1, np.int64)))}
+    info = {"prefill": 0, "decode": 1, "tokens": tokens, "context": lm.context, "vocab": lm.config.vocab,
+            "bos": lm.config.bos_token_id or 0, "reference_file": reference.REFERENCE_FILE}
+    return entries, info
 
 
 class CBackend(Backend):
@@ -49,26 +77,35 @@ class CBackend(Backend):
     def export(self, graph, target, out_dir: Path, feeds) -> Exported:
         from . import package, plan, static_graph
 
-        if not feeds:
+        options: COptions = target.backend_options
+        if graph.lm is not None:
+            entries, lm = _lm_entries(graph, options)
+        elif not feeds:
             raise CalibrationError("the C backend fixes the model's input shapes from a sample input: give "
                                    "calibration or reference data (--calib or --reference)")
-        options: COptions = target.backend_options
-        static = static_graph.staticize(graph, feeds[0])
-        made = plan.build(static, options)
+        else:
+            entries, lm = {"run": static_graph.staticize(graph, feeds[0])}, None
+        made = plan.build(entries, options)
         cflags = " ".join(target.cflags) or "-O3"
-        names_in = [v.name for v in static.graph.inputs]
-        names_out = [v.name for v in static.graph.outputs]
+        first = next(iter(entries.values())).graph
+        names_in, names_out = [v.name for v in first.inputs], [v.name for v in first.outputs]
+        if lm is not None:
+            lm.update(ids_input=names_in.index("input_ids"), position_input=names_in.index("position"),
+                      logits_output=names_out.index("logits"))
         files = package.write(made, out_dir, model_name=graph.name, recipe=graph.recipe.name if graph.recipe else "fp32",
-                              target=target, cflags=cflags, input_names=names_in, output_names=names_out)
+                              target=target, cflags=cflags, input_names=names_in, output_names=names_out, lm=lm)
         def specs(names, ids):
             return [{"name": n, "dtype": made.tensors[i].dtype, "shape": list(made.tensors[i].shape)} for n, i in zip(names, ids)]
 
-        inputs, outputs = specs(names_in, made.inputs), specs(names_out, made.outputs)
+        inputs, outputs = specs(names_in, made.entries[0].inputs), specs(names_out, made.entries[0].outputs)
+        if lm is not None:  # the prefill entry's shapes, the sequence left free (any length that fits the cache)
+            inputs[lm["ids_input"]]["shape"][1] = outputs[lm["logits_output"]]["shape"][1] = "sequence"
         cross_cc = _cross_cc(target)
         info = {"cc": options.cc, "cflags": cflags, "cross_cc": cross_cc,
                 "cross_ldflags": "" if target.arch == "native" else "-static", "host_cflags": None if target.arch in ("native",) else "-O3",
                 "inputs": inputs, "outputs": outputs, "kernels": len(made.kernels), "arena_bytes": made.arena_bytes,
-                "weights_bytes": made.weights_bytes}
+                "weights_bytes": made.weights_bytes, "state_bytes": made.state_bytes,
+                "lm": None if lm is None else {"prefill_tokens": lm["tokens"], "context": lm["context"]}}
         model_file = f"{package.PACKAGE_DIR}/model.c"
         return Exported(model_file, device_files=[f for f in files if f != model_file], info=info, inputs=inputs)
 
@@ -114,6 +151,11 @@ class CBackend(Backend):
         lines.append(f"  kernels: {report['kernels']} generated by TVM, {report['calls']} calls "
                      f"({report['int4_matmuls']} int4 matmuls); activations {report['arena_bytes'] / 1e6:.2f} MB "
                      f"(static plan), weights {report['weights_bytes'] / 1e6:.2f} MB")
+        entries = report.get("entries") or {}
+        if len(entries) > 1 or report.get("state_bytes"):
+            lines.append("  entry points: " + ", ".join(f"{name} ({calls} calls)" for name, calls in entries.items())
+                         + (f"; state kept between calls {report['state_bytes'] / 1e6:.2f} MB (the KV cache)"
+                            if report.get("state_bytes") else ""))
         lines.append("  graph ops: " + ", ".join(f"{op}×{n}" for op, n in
                                                 sorted(report["op_counts"].items(), key=lambda kv: -kv[1])))
         return lines

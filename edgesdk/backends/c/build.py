@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,8 @@ def build(package: Path, cc: str = "cc", cflags: str | None = None, ldflags: str
                 + ([f"LDFLAGS={ldflags}"] if ldflags else []))
         done = subprocess.run(argv, cwd=work, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
         if done.returncode != 0:
-            raise ArtifactError(f"building the C package failed ({' '.join(argv)}):\n{first_errors(done.stderr + done.stdout)}")
+            raise ArtifactError(f"building the C package failed ({' '.join(argv)}):",
+                                detail=first_errors(done.stderr + done.stdout))
         shutil.rmtree(folder, ignore_errors=True)
         work.rename(folder)
     finally:
@@ -62,10 +64,20 @@ def build(package: Path, cc: str = "cc", cflags: str | None = None, ldflags: str
     return binary
 
 
+def _run(argv: list[str]) -> None:
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    if done.returncode != 0:
+        raise RunnerError(f"the C model failed (exit {done.returncode}): {done.stderr.strip()[:500]}")
+
+
 def host_runner(package: Path, info: dict[str, Any], threads: int | None = None):
-    """feed -> outputs, each call one run of the harness (--io): the package checked as it will run."""
+    """feed -> outputs, each call one run of the harness (--io; a causal LM: one program serving every call,
+    _lm_runner): the package checked as it will run."""
     binary = build(package, info.get("cc", "cc"), info.get("host_cflags"))
     inputs, outputs = info["inputs"], info["outputs"]
+    common = ["--weights", str(package / "weights.bin"), "--threads", str(threads or 1)]
+    if info.get("lm"):
+        return _lm_runner(binary, common)
 
     def run(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         with tempfile.TemporaryDirectory(prefix="edgesdk-c-") as tmp:
@@ -76,11 +88,7 @@ def host_runner(package: Path, info: dict[str, Any], threads: int | None = None)
                         raise ArtifactError(f"input '{spec['name']}' of shape {list(value.shape)}: this C package "
                                             f"was built for {spec['shape']} (shapes are fixed at export)")
                     handle.write(np.ascontiguousarray(value, dtype=spec["dtype"]).tobytes())
-            argv = [str(binary), "--io", str(Path(tmp) / "in.bin"), str(Path(tmp) / "out.bin"),
-                    "--weights", str(package / "weights.bin"), "--threads", str(threads or 1)]
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
-            if done.returncode != 0:
-                raise RunnerError(f"the C model failed (exit {done.returncode}): {done.stderr.strip()[:500]}")
+            _run([str(binary), "--io", str(Path(tmp) / "in.bin"), str(Path(tmp) / "out.bin"), *common])
             raw = (Path(tmp) / "out.bin").read_bytes()
         result, at = {}, 0
         for spec in outputs:
@@ -90,4 +98,43 @@ def host_runner(package: Path, info: dict[str, Any], threads: int | None = None)
             result[spec["name"]] = array.copy()
         return result
 
+    return run
+
+
+def _lm_runner(binary: Path, common: list[str]):
+    """A causal LM's feed (input_ids of any length that fits, position, the cache) -> logits and the cache after
+    the call: one program for all the calls (--lm-serve: the weights read once, not once a token), each call
+    the package's --lm-io (which prefills in chunks, as on a device). The program ends with the runner."""
+    errors = tempfile.TemporaryFile("w+")
+    server = subprocess.Popen([str(binary), "--lm-serve", *common], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=errors, text=True)
+
+    def run(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        with tempfile.TemporaryDirectory(prefix="edgesdk-c-") as tmp:
+            np.savez(Path(tmp) / "in.npz", **feed)
+            errors.seek(0)
+            errors.truncate()
+            try:
+                server.stdin.write(f"{Path(tmp) / 'in.npz'}\t{Path(tmp) / 'out.npz'}\n")
+                server.stdin.flush()
+                reply = server.stdout.readline().strip()
+            except (BrokenPipeError, OSError):
+                reply = ""
+            if reply != "0":
+                errors.seek(0)
+                why = errors.read().strip()[:500] or f"the program exited ({server.poll()})"
+                raise RunnerError(f"the C model failed{f' (exit {reply})' if reply else ''}: {why}")
+            with np.load(Path(tmp) / "out.npz", allow_pickle=False) as npz:
+                return {key: npz[key] for key in npz.files}
+
+    def stop(process=server, log=errors):
+        if process.poll() is None:
+            process.stdin.close()  # end of requests: the program returns
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        log.close()
+
+    weakref.finalize(run, stop)
     return run

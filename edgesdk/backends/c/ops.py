@@ -267,3 +267,31 @@ def scalar(value: np.ndarray):
 
     v = value.reshape(-1)[0].item()
     return te.compute(value.shape, lambda *i: tirx.const(v, value.dtype.name), name="scalar")
+
+
+def scatter_nd_in_place(symbol: str, shape: tuple[int, ...], index_shape: tuple[int, ...], index_dtype: str,
+                        dtype: str):
+    """ScatterND writing into its data buffer (nodes.scatter_in_place): data[indices[i]] = updates[i] for every
+    index tuple i, the rest of data left as it is — which TE cannot say (a compute writes its whole output),
+    so the kernel is TVMScript. Negative indices count from the end; a row outside data is not written."""
+    import tvm
+
+    depth = index_shape[-1]
+    count = int(np.prod(index_shape[:-1], dtype=np.int64))
+    inner = int(np.prod(shape[depth:], dtype=np.int64))
+    rows = int(np.prod(shape[:depth], dtype=np.int64))
+    strides = [int(np.prod(shape[a + 1:depth], dtype=np.int64)) for a in range(depth)]
+    terms = [f"T.if_then_else(indices[i * {depth} + {a}] < 0, indices[i * {depth} + {a}] + {shape[a]}, "
+             f"indices[i * {depth} + {a}]) * {strides[a]}" for a in range(depth)]
+    row = f"T.Cast('int64', {' + '.join(terms)})"
+    source = f'''
+@T.prim_func
+def {symbol}(indices: T.Buffer(({count * depth},), "{index_dtype}"), updates: T.Buffer(({count * inner},), "{dtype}"),
+             data: T.Buffer(({rows * inner},), "{dtype}")):
+    T.func_attr({{"global_symbol": "{symbol}", "tirx.noalias": True}})
+    for i in range({count}):
+        if {row} >= 0 and {row} < {rows}:
+            for j in range({inner}):
+                data[{row} * {inner} + j] = updates[i * {inner} + j]
+'''
+    return tvm.script.from_source(source)

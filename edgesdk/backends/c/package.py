@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import MissingDependencyError
-from .plan import Plan
+from .builder import Plan
 
 PACKAGE_DIR = "c"
 HEADERS = {  # path inside the package's include/ -> (python package, path under its include/)
@@ -62,8 +62,10 @@ def _tensor_view(plan: Plan) -> list[dict[str, Any]]:
 
 
 def write(plan: Plan, out_dir: Path, *, model_name: str, recipe: str, target, cflags: str,
-          input_names: list[str], output_names: list[str]) -> list[str]:
-    """The package under out_dir/c; the files written, relative to out_dir."""
+          input_names: list[str], output_names: list[str], lm: dict[str, Any] | None = None) -> list[str]:
+    """The package under out_dir/c; the files written, relative to out_dir. Every entry point has the same
+    inputs and outputs (names and order); ``lm`` (a causal LM's entry points, see c_model.c.j2) adds
+    model_prefill/model_decode."""
     import jinja2
 
     from ...about import version
@@ -84,10 +86,16 @@ def write(plan: Plan, out_dir: Path, *, model_name: str, recipe: str, target, cf
 
     put("kernels.c", kernels_source(plan))
     tensors = _tensor_view(plan)
-    calls, first = [], 0
-    for call in plan.calls:
-        calls.append({"node": call.node, "kernel": call.kernel, "args": call.args, "first": first, "int4": call.int4})
-        first += len(call.args)
+    first = index = 0
+    entries = []
+    for entry in plan.entries:
+        calls = []
+        for call in entry.calls:
+            calls.append({"node": call.node, "kernel": call.kernel, "args": call.args, "first": first, "int4": call.int4,
+                          "op": call.op, "index": index})
+            first += len(call.args)
+            index += 1
+        entries.append({"name": entry.name, "calls": calls})
     env = jinja2.Environment(loader=jinja2.FileSystemLoader([str(d) for d in templates_dirs()]),
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     env.filters["c_string"] = _c_string
@@ -96,11 +104,15 @@ def write(plan: Plan, out_dir: Path, *, model_name: str, recipe: str, target, cf
         return [dict(tensors[i], name=n, index=i, dtype=plan.tensors[i].dtype, descr=np.dtype(plan.tensors[i].dtype).str)
                 for i, n in zip(ids, names)]
 
-    io = {"inputs": io_view(plan.inputs, input_names), "outputs": io_view(plan.outputs, output_names)}
-    values = {"edgesdk_version": version(), "model_name": model_name, "recipe": recipe, "target": target.name,
-              "cflags": cflags, "kernels": list(plan.kernels), "tensors": tensors, "calls": calls,
-              "arena_bytes": plan.arena_bytes, "scratch_floats": plan.scratch_floats,
-              "weights_bytes": plan.weights_bytes, **io}
+    for view, entry in zip(entries, plan.entries):
+        view.update(inputs=io_view(entry.inputs, input_names), outputs=io_view(entry.outputs, output_names))
+    io = {"inputs": entries[0]["inputs"], "outputs": entries[0]["outputs"]}
+    state_inputs = [name for name, i in zip(input_names, plan.entries[0].inputs) if plan.tensors[i].storage == "state"]
+    ops = sorted({call["op"] for view in entries for call in view["calls"]})
+    values = {"ops": ops, "edgesdk_version": version(), "model_name": model_name, "recipe": recipe, "target": target.name,
+              "cflags": cflags, "kernels": list(plan.kernels), "tensors": tensors, "entries": entries,
+              "arena_bytes": plan.arena_bytes, "state_bytes": plan.state_bytes, "scratch_floats": plan.scratch_floats,
+              "weights_bytes": plan.weights_bytes, "state_inputs": state_inputs, "lm": lm, **io}
     for name, template in TEMPLATES.items():
         put(name, env.get_template(template).render(**values))
     roots = {"tvm": Path(tvm.__file__).parent / "include", "tvm_ffi": Path(tvm_ffi.__file__).parent / "include"}
@@ -113,7 +125,8 @@ def write(plan: Plan, out_dir: Path, *, model_name: str, recipe: str, target, cf
         blob.truncate(plan.weights_bytes)
     written.append(f"{PACKAGE_DIR}/weights.bin")
     summary = {"kernels": len(plan.kernels), "calls": len(plan.calls), "arena_bytes": plan.arena_bytes,
-               "weights_bytes": plan.weights_bytes, "op_counts": plan.op_counts,
-               "int4_matmuls": sum(1 for c in plan.calls if c.int4), **io}
+               "state_bytes": plan.state_bytes, "weights_bytes": plan.weights_bytes, "op_counts": plan.op_counts,
+               "int4_matmuls": sum(1 for c in plan.calls if c.int4),
+               "entries": {e.name: len(e.calls) for e in plan.entries}, **io}
     put("plan.json", json.dumps(summary, indent=1, default=str))
     return written

@@ -1,5 +1,5 @@
-"""ONNX -> TF ops -> TFLite: the lowering against ONNX Runtime, full int8 on a tiny Llama and on the real
-all-MiniLM-L6-v2, and the error paths (unsupported operator, truncated file, int4)."""
+"""ONNX -> TF ops -> TFLite: the lowering against ONNX Runtime, full int8 on a tiny Llama and the error
+paths (unsupported operator, truncated file, int4)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ from onnx import TensorProto, helper, numpy_helper
 import edgesdk
 from edgesdk.backends.tflite import lowering
 from edgesdk.backends.tflite.convert import convert
-from edgesdk.backends.tflite.interpreter import describe, host_runner, weight_tensors
+from edgesdk.backends.tflite.interpreter import describe, host_runner
 from edgesdk.errors import ArtifactError, UnsupportedOperatorError, UsageError
 from edgesdk.runtime import ort_session
 
-HELDOUT = 100  # held-out sentences for the MiniLM accuracy checks
+from tests.backends.tflite.weights_check import assert_weights_are_the_graphs
 
 
 def onnx_graph(tmp_path, nodes, inputs, outputs, initializers=(), opset=18, name="g"):
@@ -312,95 +312,3 @@ def test_tiny_llama_full_int8_and_dynamic(tiny_llama, tmp_path):
     assert_weights_are_the_graphs(dynamic, tmp_path / "dynamic.tflite")
     got = host_runner(tmp_path / "dynamic.tflite", io)(feeds[0])["logits"]
     assert np.abs(got - session.run(None, feeds[0])[0]).max() < 0.05
-
-
-def graph_weights(graph) -> dict[bytes, float]:
-    """Every output channel of the graph's int8 linear weights: its int8 values (bytes) -> its scale."""
-    model = graph.model.graph
-    found = {}
-    for node in model:
-        if node.op_type != "DequantizeLinear" or node.inputs[0].const_value is None:
-            continue
-        if not any(u.op_type in ("MatMul", "Gemm") for u, _ in node.outputs[0].uses()):
-            continue
-        q, scale = node.inputs[0].const_value.numpy(), node.inputs[1].const_value.numpy()
-        assert node.attributes.get_int("axis", 1) == 1 and q.dtype == np.int8
-        for column, s in zip(q.T, scale):
-            found[np.ascontiguousarray(column).tobytes()] = float(s)
-    return found
-
-
-def assert_weights_are_the_graphs(graph, path) -> None:
-    """Each FULLY_CONNECTED filter row of the .tflite is one of the graph's int8 output channels, with the
-    graph's scale (the converter's per-channel max-abs quantization of q·scale gives them back). A layer fed
-    by channel groups takes their concatenation, its input channels in the groups' order: its filter is
-    then the graph's rows with one permutation of the input channels shared by all of them."""
-    expected = graph_weights(graph)
-    by_values = {np.sort(np.frombuffer(key, np.int8)).tobytes(): key for key in expected}
-    filters = weight_tensors(path)
-    assert filters
-    rows = 0
-    for tensor in filters:
-        originals = []
-        for row, scale in zip(tensor["values"], tensor["scales"]):
-            key = np.ascontiguousarray(row).tobytes()
-            key = key if key in expected else by_values.get(np.sort(row).tobytes())
-            assert key is not None, f"{tensor['name']}: a filter row that is not one of the graph's int8 weights"
-            assert scale == np.float32(expected[key]), (tensor["name"], scale, expected[key])
-            originals.append(np.frombuffer(key, np.int8))
-            rows += 1
-        # the same input permutation for every row: the filter's columns are the graph rows' columns
-        got, want = np.asarray(tensor["values"]).T, np.asarray(originals).T
-        assert np.array_equal(got[np.lexsort(got.T[::-1])], want[np.lexsort(want.T[::-1])]), tensor["name"]
-    assert rows == len(expected)
-
-
-# ---------------------------------------------------------------------------------------- all-MiniLM-L6-v2
-
-
-@pytest.fixture(scope="module")
-def minilm_int8_tflite(minilm_graph, minilm_data, tmp_path_factory):
-    calib, _ = minilm_data
-    quantized = edgesdk.quantize(minilm_graph, "int8", calibration=calib)
-    with np.load(calib) as npz:
-        feeds = [{k: npz[k][i : i + 1] for k in npz.files} for i in range(len(npz["input_ids"]))]
-    flatbuffer, io = convert(quantized, "int8", feeds)
-    path = tmp_path_factory.mktemp("minilm") / "minilm_int8.tflite"
-    path.write_bytes(flatbuffer)
-    return path, io, quantized
-
-
-@pytest.fixture(scope="module")
-def minilm_cosines(minilm_int8_tflite, minilm_graph, minilm_data, minilm_artifacts):
-    """(TFLite full int8, ORT int8 artifact) mean cosine to the fp32 model on HELDOUT held-out sentences."""
-    path, io, _ = minilm_int8_tflite
-    _, heldout = minilm_data
-    with np.load(heldout) as npz:
-        feeds = [{k: npz[k][i : i + 1] for k in npz.files} for i in range(HELDOUT)]
-    reference, run = ort_session(minilm_graph, threads=1), host_runner(path, io, threads=1)
-    cosines = []
-    for feed in feeds:
-        a, b = run(feed)["sentence_embedding"][0], reference.run(None, feed)[0][0]
-        cosines.append(float(a @ b / np.linalg.norm(a) / np.linalg.norm(b)))
-    report = edgesdk.verify(minilm_artifacts("int8"), heldout, limit=HELDOUT)
-    return float(np.mean(cosines)), report["outputs"]["sentence_embedding"]["cosine_mean"]
-
-
-def test_minilm_int8_is_fully_int8_with_the_graphs_weights(minilm_int8_tflite):
-    path, io, quantized = minilm_int8_tflite
-    info = describe(path)
-    assert info["fully_int8"], info["not_int8"]
-    for op in ("FULLY_CONNECTED", "BATCH_MATMUL", "SOFTMAX", "GELU", "SUM", "RSQRT", "DEPTHWISE_CONV_2D", "CONCATENATION"):
-        assert op in info["op_counts"], op
-    assert {i["name"]: i["dtype"] for i in info["inputs"]} == {
-        "input_ids": "int64", "attention_mask": "int64", "token_type_ids": "int64"}
-    assert io["outputs"] == {"sentence_embedding": "sentence_embedding"}
-    assert_weights_are_the_graphs(quantized, path)
-
-
-def test_minilm_int8_accuracy_against_the_ort_artifact(minilm_cosines):
-    tflite, ort = minilm_cosines
-    # A regression floor, not issue 7's target (within 0.002 of ORT), which full int8 misses: measured 0.9945
-    # against 0.9982 for ORT (100 sentences; 0.9875 before the variance grids). ORT keeps LayerNorm, softmax,
-    # GELU and the residual adds in float; full int8 rounds many more tensors (see the report in lowering.py).
-    assert tflite > ort - 0.006, (tflite, ort)

@@ -1,6 +1,7 @@
 """The TFLite backend through the commands a user runs: convert, verify, inspect, deploy to the loopback sshd
-device with the LiteRT runner; on all-MiniLM-L6-v2 (edgesdk's export and the TorchScript one) with real text;
-and every refusal as one line with its exit code."""
+device with the LiteRT runner; on all-MiniLM-L6-v2 (edgesdk's export and the TorchScript one) with real text:
+the full-int8 file holds the quantized graph's own weights, its accuracy against the ORT int8 artifact; and every
+refusal as one line with its exit code."""
 
 from __future__ import annotations
 
@@ -10,12 +11,18 @@ import sys
 
 import pytest
 
+import edgesdk
+from edgesdk.backends.tflite.interpreter import describe
 from edgesdk.cli import main
 
+from tests.backends.tflite.weights_check import assert_weights_are_the_graphs
 from tests.devices.sshd_server import write_devices
 from tests.helpers import mlp_data, mlp_model, with_node
 
 HELD_OUT = "200"
+HELDOUT = 100  # held-out sentences for the accuracy check against the ORT int8 artifact
+
+pytestmark = pytest.mark.heavy(300)  # seconds, about: MiniLM converted to full int8 twice (deploy, TorchScript)
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
@@ -34,10 +41,23 @@ def verified(capsys, artifact, heldout) -> dict:
 
 
 @pytest.fixture(scope="module")
-def tflite_int8(minilm_onnx, minilm_data, tmp_path_factory):
-    out = tmp_path_factory.mktemp("tflite") / "minilm-int8"
-    convert(minilm_onnx, minilm_data[0], out)
-    return out
+def tflite_deployed(sshd, minilm_onnx, minilm_data, tmp_path_factory):
+    """The one full-int8 all-MiniLM-L6-v2 TFLite artifact of this module, made by `edgesdk deploy --target
+    rpi4-tflite` to the loopback sshd device (a conversion takes about a minute: the lowering observes the
+    ranges of 64 calibration sentences through TF, then the converter runs): (the deploy's JSON, the artifact)."""
+    calib, _ = minilm_data
+    work = tmp_path_factory.mktemp("tflite-deploy")
+    devices = write_devices(work / "devices.yaml", {"pi": sshd.device(target="rpi4-tflite")})
+    done = cli("deploy", str(minilm_onnx), "--target", "rpi4-tflite", "--device", "pi", "--calib", str(calib), "--runs",
+               "5", "--warmup", "1", "-o", str(work / "minilm-int8"), "--devices", str(devices), "--runs-dir",
+               str(work / "runs"), "--json")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout), work / "minilm-int8"
+
+
+@pytest.fixture(scope="module")
+def tflite_int8(tflite_deployed):
+    return tflite_deployed[1]
 
 
 def test_verify_a_full_int8_artifact(tflite_int8, minilm_artifacts, minilm_data, capsys):
@@ -72,16 +92,8 @@ def test_the_torchscript_export_converts_and_verifies(torchscript_minilm, minilm
     assert json.loads(capsys.readouterr().out)["fully_int8"]
 
 
-def test_deploy_to_an_rpi4_tflite_device_over_ssh(sshd, minilm_onnx, minilm_data, tmp_path, capsys):
-    calib, _ = minilm_data
-    devices = write_devices(tmp_path / "devices.yaml", {"pi": sshd.device(target="rpi4-tflite")})
-    capsys.readouterr()
-    code = main(["deploy", str(minilm_onnx), "--target", "rpi4-tflite", "--device", "pi", "--calib", str(calib),
-                 "--runs", "5", "--warmup", "1", "-o", str(tmp_path / "art"), "--devices", str(devices),
-                 "--runs-dir", str(tmp_path / "runs"), "--json"])
-    captured = capsys.readouterr()
-    assert code == 0, captured.err
-    doc = json.loads(captured.out)
+def test_deploy_to_an_rpi4_tflite_device_over_ssh(tflite_deployed):
+    doc, _ = tflite_deployed  # `edgesdk deploy --target rpi4-tflite` to the loopback sshd device
     assert doc["latency_ms"]["n"] == 5 and doc["peak_rss_mb"] > 20
     assert doc["runtime"]["name"] == "litert" and doc["runtime"]["threads"] == 4  # targets/rpi4-tflite.yaml
     on_device, host = doc["accuracy"]["sentence_embedding"], doc["host_accuracy"]["sentence_embedding"]
@@ -132,3 +144,40 @@ def test_a_device_without_litert_gets_the_install_command(sshd, tflite_int8, tmp
     assert done.returncode == 7 and "Traceback" not in done.stderr and done.stderr.count("\n") == 1, done.stderr
     assert "lacks ai_edge_litert or tflite_runtime and numpy" in done.stderr
     assert f"install on the device with: {python} -m pip install ai-edge-litert numpy" in done.stderr
+
+
+# ---------------------------------------------------------------------------------------- all-MiniLM-L6-v2
+
+
+@pytest.fixture(scope="module")
+def minilm_int8_tflite(tflite_int8, minilm_onnx, minilm_data):
+    """(model.tflite, its io map, the quantized graph it was lowered from: the same recipe on the same
+    calibration sentences, quantized again here — the artifact is the deployed one above)."""
+    calib, _ = minilm_data
+    quantized = edgesdk.quantize(edgesdk.load(minilm_onnx), "int8", calibration=calib)
+    manifest = json.loads((tflite_int8 / "manifest.json").read_text())
+    return tflite_int8 / "model.tflite", manifest["backend_info"]["io"], quantized
+
+
+def test_minilm_int8_is_fully_int8_with_the_graphs_weights(minilm_int8_tflite):
+    path, io, quantized = minilm_int8_tflite
+    info = describe(path)
+    assert info["fully_int8"], info["not_int8"]
+    for op in ("FULLY_CONNECTED", "BATCH_MATMUL", "SOFTMAX", "GELU", "SUM", "RSQRT", "DEPTHWISE_CONV_2D", "CONCATENATION"):
+        assert op in info["op_counts"], op
+    assert {i["name"]: i["dtype"] for i in info["inputs"]} == {
+        "input_ids": "int64", "attention_mask": "int64", "token_type_ids": "int64"}
+    assert io["outputs"] == {"sentence_embedding": "sentence_embedding"}
+    assert_weights_are_the_graphs(quantized, path)
+
+
+def test_minilm_int8_accuracy_against_the_ort_artifact(tflite_int8, minilm_artifacts, minilm_data):
+    """Mean cosine to the float model on HELDOUT held-out sentences, each artifact verified as `edgesdk verify`
+    does (against its own float model)."""
+    _, heldout = minilm_data
+    tflite, ort = (edgesdk.verify(art, heldout, limit=HELDOUT)["outputs"]["sentence_embedding"]["cosine_mean"]
+                   for art in (tflite_int8, minilm_artifacts("int8")))
+    # A regression floor, not issue 7's target (within 0.002 of ORT), which full int8 misses: measured 0.9945
+    # against 0.9982 for ORT (100 sentences; 0.9875 before the variance grids). ORT keeps LayerNorm, softmax,
+    # GELU and the residual adds in float; full int8 rounds many more tensors (see the report in lowering.py).
+    assert tflite > ort - 0.006, (tflite, ort)
