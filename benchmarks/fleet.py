@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -28,10 +29,20 @@ from tests.devices.sshd_server import write_devices  # noqa: E402
 from tests.helpers import mlp_data, mlp_model  # noqa: E402
 
 
+CPU: list[float] = []  # the machine's busy CPU seconds during each timed command (host and devices alike)
+
+
+def busy_cpu_s() -> float:
+    """Busy CPU seconds of the whole machine since boot (/proc/stat: all but idle and iowait)."""
+    fields = [int(v) for v in open("/proc/stat").readline().split()[1:]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
 def timed(argv: list[str]) -> float:
-    start = time.perf_counter()
+    cpu, start = busy_cpu_s(), time.perf_counter()
     done = subprocess.run(argv, capture_output=True, text=True)
     wall = time.perf_counter() - start
+    CPU.append(busy_cpu_s() - cpu)
     if done.returncode != 0:
         sys.exit(f"failed ({done.returncode}): {' '.join(argv)}\n{done.stderr[-2000:]}")
     return wall
@@ -58,11 +69,12 @@ def main() -> None:
             base = [sys.executable, "-m", "edgesdk.cli", "profile", str(artifact.path), "--devices", str(devices),
                     "--runs", str(args.runs), "--warmup", "2", "--runs-dir", str(work / "runs"), "--json"]
             timed(base + ["--devices-tag", "bench"])  # every device has the files: uploads are not timed
-            one, serial, fleet = [], [], []
+            one, serial, fleet, fleet_cpu = [], [], [], []
             for _ in range(args.repeats):
                 one.append(timed(base + ["--device", "d1"]))
                 serial.append(sum(timed(base + ["--device", f"d{i + 1}"]) for i in range(args.devices)))
                 fleet.append(timed(base + ["--devices-tag", "bench"]))
+                fleet_cpu.append(CPU[-1])
         finally:
             for board in boards:
                 board.stop()
@@ -73,7 +85,10 @@ def main() -> None:
     print(f"| one device | {o:.2f} | 1.00 |")
     print(f"| {args.devices} devices one after another | {s:.2f} | {s / o:.2f} |")
     print(f"| {args.devices} devices at once (--devices-tag) | {f:.2f} | {f / o:.2f} |")
-    print(json.dumps({"one_s": one, "serial_s": serial, "fleet_s": fleet}))
+    cores, cpu = os.cpu_count() or 1, statistics.median(fleet_cpu)
+    print(f"the fleet run kept this machine's {cores} cores busy for {cpu:.2f} CPU s: at least {cpu / cores:.2f} s "
+          f"of wall time on {cores} cores ({cpu / cores / o:.2f}x one device), whatever the fleet code does")
+    print(json.dumps({"one_s": one, "serial_s": serial, "fleet_s": fleet, "fleet_cpu_s": fleet_cpu}))
 
 
 if __name__ == "__main__":

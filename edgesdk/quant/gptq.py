@@ -8,6 +8,8 @@ together, so its parameters are fixed beforehand ("static groups")."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from .numerics import blockwise
@@ -15,31 +17,46 @@ from .numerics import blockwise
 ROWS_PER_STEP = 128  # rows rounded between two lazy updates of the rest of the weight
 
 
+@dataclass
+class HessianFactor:
+    """What GPTQ reads of a Hessian: the row order (act-order) and the upper Cholesky factor of its damped
+    inverse in that order. The linears reading one activation (q, k and v; gate and up) share it: made once."""
+
+    order: np.ndarray
+    upper: np.ndarray  # float32 [K, K]
+
+
+def factor_hessian(hessian: np.ndarray, act_order: bool = True, damp: float = 0.01) -> HessianFactor:
+    h = np.array(hessian, dtype=np.float64)
+    k = h.shape[0]
+    dead = np.diag(h) == 0  # a channel never active: its rows do not matter, round them as they are
+    h[dead, dead] = 1.0
+    order = np.argsort(-np.diag(h), kind="stable") if act_order else np.arange(k)
+    h = h[np.ix_(order, order)]
+    h[np.diag_indices(k)] += damp * float(np.mean(np.diag(h)))
+    return HessianFactor(order, _inverse_cholesky_upper(h).astype(np.float32))
+
+
 def gptq(
     weight: np.ndarray,
-    hessian: np.ndarray,
+    hessian: np.ndarray | HessianFactor,
     block: int,
     bits: int = 4,
     symmetric: bool = False,
     act_order: bool = True,
     damp: float = 0.01,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """A [K, N] weight (K = input channels, blocks along K) rounded against ``hessian`` [K, K]; returns
-    (q, scale [K/block, N], zero point or None) in the form ``numerics.blockwise`` does."""
+    """A [K, N] weight (K = input channels, blocks along K) rounded against ``hessian`` [K, K] (or its
+    factor_hessian, which then holds act_order and damp); returns (q, scale [K/block, N], zero point or None)
+    in the form ``numerics.blockwise`` does."""
     k, n = weight.shape
     _, scale, zero_point = blockwise(weight, block, bits=bits, symmetric=symmetric)
     qmin, qmax = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if symmetric else (0, 2**bits - 1)
     zp = np.zeros_like(scale) if zero_point is None else zero_point.astype(np.float32)
 
-    h = np.array(hessian, dtype=np.float64)
-    w = weight.astype(np.float32).copy()
-    dead = np.diag(h) == 0  # a channel never active: its rows do not matter, round them as they are
-    h[dead, dead] = 1.0
-    order = np.argsort(-np.diag(h), kind="stable") if act_order else np.arange(k)
-    h = h[np.ix_(order, order)]
-    w = w[order]
-    h[np.diag_indices(k)] += damp * float(np.mean(np.diag(h)))
-    upper = _inverse_cholesky_upper(h).astype(np.float32)
+    factor = hessian if isinstance(hessian, HessianFactor) else factor_hessian(hessian, act_order, damp)
+    order, upper = factor.order, factor.upper
+    w = weight.astype(np.float32)[order]
 
     q = np.empty((k, n), np.int8)
     group = order // block

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import numpy as np
 import onnx_ir as ir
 
 from ..edit import GraphEditor
-from ..gptq import gptq
+from ..gptq import HessianFactor, factor_hessian, gptq
 from ..numerics import blockwise, symmetric_int8
 from ..observers import Gram
 from ..patterns import Linear, linears
@@ -65,6 +67,7 @@ class BlockWeightsPass(ir.passes.InPlacePass):
         self.per_channel, self.only = per_channel, only
         self.quantized: dict[str, str] = {}  # node -> how ("int4 gptq", "int8 per channel", ...)
         self.skipped: dict[str, str] = {}
+        self._factors: OrderedDict[str, HessianFactor] = OrderedDict()
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         editor = GraphEditor(model.graph)
@@ -88,13 +91,22 @@ class BlockWeightsPass(ir.passes.InPlacePass):
         editor.finish()
         return ir.passes.PassResult(model, bool(self.quantized))
 
+    def _factor(self, activation: str, gram: Gram) -> HessianFactor:
+        """The activation's Hessian factored once for the linears that read it (they come one after another:
+        the last few are kept)."""
+        if activation not in self._factors:
+            self._factors[activation] = factor_hessian(gram.hessian, self.act_order)
+            while len(self._factors) > 3:
+                self._factors.popitem(last=False)
+        return self._factors[activation]
+
     def _rounded(self, linear: Linear, w: np.ndarray, bits: int, block: int):
         if bits == 8 and self.per_channel:
             q, scale = symmetric_int8(w, axis=1)
             return q, np.repeat(scale[None, :], w.shape[0] // block, axis=0), None, "int8 per channel"
         gram = self.grams.get(linear.activation.name)
         if gram is not None and gram.rows and len(linear.weight.uses()) == 1:
-            q, scale, zp = gptq(w, gram.hessian, block, bits, self.symmetric, self.act_order)
+            q, scale, zp = gptq(w, self._factor(linear.activation.name, gram), block, bits, self.symmetric)
             return q, scale, zp, f"int{bits} gptq"
         q, scale, zp = blockwise(w, block, bits=bits, symmetric=self.symmetric, search_clip=self.search_clip)
         return q, scale, zp, f"int{bits} {'clip-searched ' if self.search_clip else ''}round-to-nearest"
