@@ -75,16 +75,26 @@ def _scales(chart: Chart, x: tuple[float, float], y: tuple[float, float]) -> tup
 
 
 def latency_histogram(chart_id: str, latencies_ms: list[float], color: str = PALETTE[0]) -> Chart:
+    """Bins from the fastest run to p99; the slower 1 % (a tail that would crush the rest into one bin) in one
+    bar of its own at the right, labelled."""
     values = np.asarray(latencies_ms, dtype=np.float64)
     chart = Chart(chart_id, "Latency distribution", "latency (ms)", "runs")
     bins = int(min(40, max(5, math.ceil(math.sqrt(values.size)))))
-    counts, edges = np.histogram(values, bins=bins)
-    xs, ys = _scales(chart, (float(edges[0]), float(edges[-1])), (0.0, float(counts.max())))
-    for count, left, right in zip(counts, edges[:-1], edges[1:]):
+    top = float(np.percentile(values, 99))
+    tail = values[values > top]
+    counts, edges = np.histogram(values[values <= top], bins=bins, range=(float(values.min()), top))
+    width = (edges[-1] - edges[0]) / bins if edges[-1] > edges[0] else 1.0
+    right = float(edges[-1]) + (2 * width if tail.size else 0.0)
+    xs, ys = _scales(chart, (float(edges[0]), right), (0.0, float(max(counts.max(), tail.size))))
+    spans = [(int(c), float(a), float(b), f"{a:.3f}–{b:.3f} ms") for c, a, b in zip(counts, edges[:-1], edges[1:])]
+    if tail.size:
+        spans.append((int(tail.size), float(edges[-1]) + width, right, f"> p99 ({top:.3f}–{tail.max():.3f} ms)"))
+    for count, left, end, what in spans:
         if count:
-            x0, x1, top = xs(float(left)), xs(float(right)), ys(float(count))
-            chart.bars.append({"x": x0, "y": top, "w": max(x1 - x0 - 1, 1), "h": ys(0.0) - top, "color": color,
-                               "tip": f"{left:.3f}–{right:.3f} ms: {count} runs"})
+            x0, x1, height = xs(left), xs(end), ys(float(count))
+            chart.bars.append({"x": x0, "y": height, "w": max(x1 - x0 - 1, 1), "h": ys(0.0) - height,
+                               "color": "#9ca3af" if what.startswith(">") else color, "count": count,
+                               "tip": f"{what}: {count} runs"})
     return _axes(chart, xs, ys)
 
 

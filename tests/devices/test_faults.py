@@ -27,8 +27,12 @@ from tests.helpers import module_folder
 
 
 def cli_process(*args: str) -> subprocess.Popen:
+    """The CLI as a user starts it at a terminal: with Ctrl-C's default action. A child inherits an ignored
+    SIGINT; in the full suite the worker running this module ignored it by then (not one of the big imports
+    alone: found by the faulthandler dump, the CLI still looping), and the Ctrl-C test found its CLI deaf."""
     return subprocess.Popen([sys.executable, "-m", "edgesdk.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 @pytest.fixture(scope="module")

@@ -44,7 +44,8 @@ def measured(tmp_path_factory):
 
 
 def open_in_chromium(page_path):
-    """(console errors, requests other than the file itself, {css selector: count}) of the rendered page."""
+    """(console errors, requests other than the file itself, {css selector: count}, the summary table's text,
+    the runs the first histogram's bars hold) of the rendered page."""
     from playwright.sync_api import sync_playwright
 
     assert CHROMIUM, "Chromium is missing: make system-deps installs Debian's chromium"
@@ -65,9 +66,11 @@ def open_in_chromium(page_path):
             page.goto(page_path.as_uri(), wait_until="load")
             counts = {selector: page.locator(selector).count() for selector in selectors}
             summary_text = page.locator("table#summary").inner_text()
+            bars = page.locator("svg#latency-histogram-0 rect.bar")
+            histogram_total = sum(int(bars.nth(i).get_attribute("data-count")) for i in range(bars.count()))
         finally:
             browser.close()
-    return errors, requests, counts, summary_text
+    return errors, requests, counts, summary_text, histogram_total
 
 
 def test_the_report_renders_in_chromium_with_its_charts(measured, tmp_path, capsys):
@@ -76,10 +79,10 @@ def test_the_report_renders_in_chromium_with_its_charts(measured, tmp_path, caps
     code = main(["report", str(results[0].run_dir), results[1].run_id, str(artifact.path), "--runs-dir", str(runs),
                  "-o", str(out)])
     assert code == 0, capsys.readouterr().err
-    errors, requests, counts, summary = open_in_chromium(out)
+    errors, requests, counts, summary, histogram_total = open_in_chromium(out)
     assert errors == [] and requests == []
     assert counts["script"] == 0  # nothing runs: the charts are inline SVG
-    assert counts["svg#latency-histogram-0 rect.bar"] >= 5
+    assert counts["svg#latency-histogram-0 rect.bar"] >= 2 and histogram_total == 300  # every timed run in a bar
     assert counts["svg#latency-cdf-0 polyline.series"] == 1 and counts["svg#latency-cdf-0 line.rule"] == 3  # p50/p90/p99
     assert counts["svg#power-0 polyline.series"] >= 1 and counts["svg#power-0 rect.band"] == 1  # the timed window
     assert counts["svg#power-1 polyline.series"] >= 1
