@@ -23,10 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import edgesdk  # noqa: E402
 from tests.devices.netns import start_netns_device  # noqa: E402
 from tests.devices.sshd_server import write_devices  # noqa: E402
-from tests.helpers import mlp_data, mlp_model  # noqa: E402
+from tests.helpers import mlp_artifacts  # noqa: E402
 
 
 CPU: list[float] = []  # the machine's busy CPU seconds during each timed command (host and devices alike)
@@ -62,10 +61,7 @@ def main() -> None:
                 boards.append(start_netns_device(work / f"d{index}", 100 + index))
             devices = write_devices(work / "devices.yaml", {f"d{i + 1}": b.server.device(tags=["bench"])
                                                             for i, b in enumerate(boards)})
-            calib = mlp_data(work / "calib.npz")
-            graph = edgesdk.load(str(mlp_model(work / "mlp.onnx")))
-            artifact = edgesdk.export(edgesdk.quantize(graph, "int8", calibration=calib), "host", work / "int8",
-                                      reference_data=calib)
+            artifact = mlp_artifacts(work)["int8"]
             base = [sys.executable, "-m", "edgesdk.cli", "profile", str(artifact.path), "--devices", str(devices),
                     "--runs", str(args.runs), "--warmup", "2", "--runs-dir", str(work / "runs"), "--json"]
             timed(base + ["--devices-tag", "bench"])  # every device has the files: uploads are not timed

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .accuracy_figure import accuracy_figure
 from .errors import UsageError
 
 # name, unit, higher is worse
@@ -52,15 +53,9 @@ def figures(summary: dict[str, Any]) -> dict[str, float]:
     energy = (summary.get("power") or {}).get("energy_per_inference_mj")
     if isinstance(energy, (int, float)):
         found["energy per inference"] = float(energy)
-    accuracy = summary.get("accuracy") or {}
-    if "next_token" in accuracy:
-        value = accuracy["next_token"].get("agreement_with_float")
-    else:
-        cosines = [m.get("cosine_mean") for m in accuracy.values() if isinstance(m, dict)]
-        cosines = [c for c in cosines if isinstance(c, (int, float))]
-        value = min(cosines) if cosines else None
-    if isinstance(value, (int, float)):
-        found["accuracy"] = float(value)
+    accuracy = accuracy_figure(summary.get("accuracy"))
+    if accuracy is not None:
+        found["accuracy"] = accuracy[0]
     return found
 
 

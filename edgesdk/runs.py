@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .accuracy_figure import worst_cosine
 from .errors import UsageError
 
 ENV_VAR = "EDGESDK_RUNS"
@@ -67,11 +68,10 @@ class Run:
     def finish(self, summary: dict[str, Any]) -> None:
         self.write_json("summary.json", summary)
         latency = summary.get("latency_ms") or {}
-        cosines = [m.get("cosine_mean") for m in (summary.get("accuracy") or {}).values() if m.get("cosine_mean") is not None]
         self._status("ok", None)
         self.store._update(self.id, n=latency.get("n"), mean_ms=latency.get("mean"), p50_ms=latency.get("p50"),
                            p90_ms=latency.get("p90"), p99_ms=latency.get("p99"),
-                           peak_rss_mb=summary.get("peak_rss_mb"), cosine_mean=min(cosines) if cosines else None)
+                           peak_rss_mb=summary.get("peak_rss_mb"), cosine_mean=worst_cosine(summary.get("accuracy") or {}))
 
     def fail(self, error: BaseException | str) -> None:
         if isinstance(error, KeyboardInterrupt):
@@ -172,11 +172,9 @@ def folder_record(folder: Path) -> dict[str, Any]:
     if not isinstance(info, dict) or not isinstance(summary, dict):
         raise UsageError(f"{folder}: not a run folder (run.json and summary.json hold JSON objects)")
     latency = summary.get("latency_ms") or {}
-    cosines = [m.get("cosine_mean") for m in (summary.get("accuracy") or {}).values() if isinstance(m, dict)]
-    cosines = [c for c in cosines if isinstance(c, (int, float))]
     record = {column: info.get(column) for column in COLUMNS}
     record.update(id=info.get("id") or folder.name, status=info.get("status") or "unknown", n=latency.get("n"),
                   mean_ms=latency.get("mean"), p50_ms=latency.get("p50"), p90_ms=latency.get("p90"),
                   p99_ms=latency.get("p99"), peak_rss_mb=summary.get("peak_rss_mb"),
-                  cosine_mean=min(cosines) if cosines else None, dir=str(folder), summary=summary)
+                  cosine_mean=worst_cosine(summary.get("accuracy") or {}), dir=str(folder), summary=summary)
     return record

@@ -42,6 +42,17 @@ def mlp_data(path: Path, samples: int = 16, seed: int = 1) -> Path:
     return path
 
 
+def mlp_artifacts(directory: Path, recipes: tuple[str, ...] = ("int8",)) -> dict:
+    """recipe -> the small MLP exported for the host with that recipe (calibrated and referenced on
+    ``directory``/calib.npz, which the fleet and fault tests also feed)."""
+    import edgesdk
+
+    calib = mlp_data(directory / "calib.npz")
+    graph = edgesdk.load(str(mlp_model(directory / "mlp.onnx")))
+    return {recipe: edgesdk.export(edgesdk.quantize(graph, recipe, calibration=calib), "host", directory / recipe,
+                                   reference_data=calib) for recipe in recipes}
+
+
 def with_node(src: Path, dst: Path, node: onnx.NodeProto, opset_domain: str | None = None) -> Path:
     """A copy of ``src`` with ``node`` applied to its output (to plant an unsupported operator)."""
     model = onnx.load(src)

@@ -15,12 +15,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import edgesdk
 from edgesdk.cli import main
 from edgesdk.devices.inventory import Device
 from edgesdk.targets import Target
 
-from tests.helpers import mlp_data, mlp_model
+from tests.helpers import mlp_artifacts
 
 # The suite replays the same 60 cases per test (derandomized: CI fails on a change, not on a draw);
 # EDGESDK_FUZZ_EXAMPLES=5000 searches fresh ones.
@@ -44,11 +43,7 @@ def one_line_outcome(capsys, code: int, allowed: set[int]) -> None:
 
 @pytest.fixture(scope="module")
 def mlp_artifact(tmp_path_factory):
-    work = tmp_path_factory.mktemp("fuzz")
-    calib = mlp_data(work / "calib.npz")
-    graph = edgesdk.load(str(mlp_model(work / "mlp.onnx")))
-    return edgesdk.export(edgesdk.quantize(graph, "int8", calibration=calib), "host", work / "int8",
-                          reference_data=calib)
+    return mlp_artifacts(tmp_path_factory.mktemp("fuzz"))["int8"]
 
 
 def settings_of(model) -> st.SearchStrategy:

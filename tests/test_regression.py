@@ -12,21 +12,15 @@ import edgesdk
 from edgesdk.cli import main
 from edgesdk.errors import UsageError
 from edgesdk.regression import compare, figures, parse_threshold
-from tests.helpers import mlp_data, mlp_model, module_folder
+from tests.helpers import mlp_artifacts, module_folder
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """(runs dir, fp32 result, int8 result)."""
     with module_folder(tmp_path_factory, "regression") as base:
-        calib = mlp_data(base / "calib.npz")
-        graph = edgesdk.load(str(mlp_model(base / "mlp.onnx")))
-        results = []
-        for recipe in ("fp32", "int8"):
-            artifact = edgesdk.export(edgesdk.quantize(graph, recipe, calibration=calib), "host", base / recipe,
-                                      reference_data=calib)
-            results.append(edgesdk.profile(artifact.path, device="local", runs=50, warmup=2, runs_dir=base / "runs"))
-        yield base / "runs", *results
+        yield base / "runs", *(edgesdk.profile(artifact.path, device="local", runs=50, warmup=2, runs_dir=base / "runs")
+                                for artifact in mlp_artifacts(base, ("fp32", "int8")).values())
 
 
 def summary(result) -> dict:

@@ -10,7 +10,6 @@ float reference. Every step's result is written to the run directory as it arriv
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import posixpath
 import time
@@ -30,63 +29,11 @@ from . import lm as device_lm
 from . import runner as device_runner
 from .inventory import Device, Inventory, load_inventory
 from .lock import DeviceLock
+from .result import ProfileResult
 from .transport import Transport, open_transport
-from .upload import FileToPush, PushResult, push
+from .upload import FileToPush, push
 
 DEFAULT_TIMEOUT_S = 900.0
-
-
-@dataclasses.dataclass
-class ProfileResult:
-    run_id: str
-    run_dir: Path
-    device: str
-    target: str
-    artifact: str
-    model: str
-    recipe: str
-    latency: device_runner.LatencyStats
-    latencies_ms: list[float]
-    peak_rss_mb: float
-    accuracy: dict[str, dict[str, float]]  # on-device outputs vs the float reference, per output
-    host_accuracy: dict[str, dict[str, float]]  # the same check on the host at export time
-    facts: device_facts.DeviceFacts
-    runtime: dict[str, Any]
-    upload: PushResult
-    phases_s: dict[str, float]  # connect, facts, upload, run, collect (+ the runner's own breakdown)
-    clock: dict[str, float] = dataclasses.field(default_factory=dict)  # device time.time(): started, timed_start/end
-    power: dict[str, Any] | None = None  # with power=True: edgesdk.power's result JSON, or {"sensor", "error"}
-    lm: dict[str, Any] | None = None  # an LM: time to first token, prefill/decode tokens/s, generated tokens
-    emulated: bool = False  # an emulated board (qemu on the host): its timings are not the board's
-
-    @property
-    def cosine(self) -> float | None:
-        """The worst mean cosine over outputs (None without reference data)."""
-        values = [m["cosine_mean"] for m in self.accuracy.values() if isinstance(m, dict) and "cosine_mean" in m]
-        return min(values) if values else None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "run_dir": str(self.run_dir),
-            "device": self.device,
-            "target": self.target,
-            "emulated": self.emulated,
-            "artifact": self.artifact,
-            "model": self.model,
-            "recipe": self.recipe,
-            "latency_ms": self.latency.to_json(),
-            "peak_rss_mb": self.peak_rss_mb,
-            "accuracy": self.accuracy,
-            "host_accuracy": self.host_accuracy,
-            "device_facts": self.facts.to_json(),
-            "runtime": self.runtime,
-            "upload": dataclasses.asdict(self.upload),
-            "phases_s": self.phases_s,
-            "clock": self.clock,
-            **({"power": self.power} if self.power is not None else {}),
-            **({"lm": self.lm} if self.lm is not None else {}),
-        }
 
 
 class DeviceSession:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..accuracy_figure import accuracy_figure
 from ..errors import ArtifactError, UsageError
 from ..manifest import read_manifest
 
@@ -77,7 +78,7 @@ def _artifact_entry(path: Path) -> ReportEntry:
     return ReportEntry(
         label=f"{manifest.recipe.name} · {manifest.target}", kind="artifact", source=path,
         model=manifest.model.name, recipe=manifest.recipe.name, target=manifest.target, backend=manifest.backend,
-        size_bytes=manifest.model_bytes, host_accuracy=manifest_accuracy(manifest.accuracy),
+        size_bytes=manifest.model_bytes, host_accuracy=_host_accuracy(manifest),
     )
 
 
@@ -93,9 +94,9 @@ def _run_entry(path: Path) -> ReportEntry:
     entry = ReportEntry(
         label=f"{manifest.recipe.name} · {manifest.target} · {device}", kind="run", source=path,
         model=manifest.model.name, recipe=manifest.recipe.name, target=manifest.target, backend=manifest.backend,
-        size_bytes=manifest.model_bytes, host_accuracy=manifest_accuracy(manifest.accuracy), device=device,
+        size_bytes=manifest.model_bytes, host_accuracy=_host_accuracy(manifest), device=device,
         status=record.get("status", ""), error=record.get("error"), emulated=bool(summary.get("emulated")),
-        accuracy=device_accuracy(summary.get("accuracy") or {}), latencies_ms=[float(v) for v in latencies],
+        accuracy=_accuracy(summary.get("accuracy")), latencies_ms=[float(v) for v in latencies],
         latency=summary.get("latency_ms") or {}, peak_rss_mb=summary.get("peak_rss_mb"),
         power=summary.get("power"), facts=facts, lm=summary.get("lm"),
     )
@@ -104,26 +105,15 @@ def _run_entry(path: Path) -> ReportEntry:
     return entry
 
 
-def manifest_accuracy(accuracy: dict[str, Any] | None) -> Accuracy | None:
-    """The host's check at export time: per-output cosines, or an LM's next-token agreement."""
-    accuracy = accuracy or {}
-    if "outputs" in accuracy:
-        return _worst_cosine(accuracy["outputs"])
-    agreement = (accuracy.get("next_token") or {}).get("agreement_with_float")
-    return Accuracy(float(agreement), "next-token agreement") if isinstance(agreement, (int, float)) else None
+def _accuracy(document: dict[str, Any] | None) -> Accuracy | None:
+    figure = accuracy_figure(document)
+    return None if figure is None else Accuracy(*figure)
 
 
-def device_accuracy(accuracy: dict[str, Any]) -> Accuracy | None:
-    if "next_token" in accuracy:
-        agreement = accuracy["next_token"].get("agreement_with_float")
-        return Accuracy(float(agreement), "next-token agreement") if isinstance(agreement, (int, float)) else None
-    return _worst_cosine(accuracy)
-
-
-def _worst_cosine(outputs: dict[str, Any]) -> Accuracy | None:
-    values = [m["cosine_mean"] for m in outputs.values()
-              if isinstance(m, dict) and isinstance(m.get("cosine_mean"), (int, float))]
-    return Accuracy(float(min(values)), "cosine") if values else None
+def _host_accuracy(manifest) -> Accuracy | None:
+    """The host's check at export time: an encoder's per-output cosines sit under "outputs"."""
+    accuracy = manifest.accuracy or {}
+    return _accuracy(accuracy.get("outputs", accuracy))
 
 
 def read_trace(path: Path) -> tuple[list[float], list[float]] | None:

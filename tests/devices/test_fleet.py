@@ -9,11 +9,10 @@ import sys
 
 import pytest
 
-import edgesdk
 
 from tests.devices.netns import start_netns_device
 from tests.devices.sshd_server import write_devices
-from tests.helpers import mlp_data, mlp_model, module_folder
+from tests.helpers import mlp_artifacts, module_folder
 
 INDEXES = (1, 2, 3)
 
@@ -32,11 +31,8 @@ def fleet(tmp_path_factory):
                 boards[f"n{index}"] = start_netns_device(work / f"n{index}", index)
             devices = write_devices(work / "devices.yaml", {name: b.server.device(tags=["lab"])
                                                             for name, b in boards.items()})
-            calib = mlp_data(work / "calib.npz")
-            graph = edgesdk.load(str(mlp_model(work / "mlp.onnx")))
-            artifact = edgesdk.export(edgesdk.quantize(graph, "int8", calibration=calib), "host", work / "int8",
-                                      reference_data=calib)
-            yield devices, boards, artifact, calib
+            artifact = mlp_artifacts(work)["int8"]
+            yield devices, boards, artifact, work / "calib.npz"
         finally:
             for board in boards.values():
                 board.stop()

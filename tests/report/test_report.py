@@ -12,7 +12,7 @@ import pytest
 import edgesdk
 from edgesdk.cli import main
 from tests.devices.sshd_server import write_devices
-from tests.helpers import mlp_data, mlp_model, module_folder
+from tests.helpers import mlp_artifacts, module_folder
 from tests.power.profile_player import ProfilePlayer, sensor_configs
 from tests.power.stand_in import matmul_artifact
 
@@ -29,14 +29,10 @@ def measured(tmp_path_factory):
             power = {**sensor_configs(player)["rapl"], "idle_s": 0.5, "rate_hz": 20}
             devices = write_devices(base / "devices.yaml", {"bench": {"transport": "local", "target": "host",
                                                                       "workdir": str(workdir), "power": power}})
-            calib = mlp_data(base / "calib.npz")
-            graph = edgesdk.load(str(mlp_model(base / "mlp.onnx")))
-            results = []
-            for recipe in ("fp32", "int8"):
-                artifact = edgesdk.export(edgesdk.quantize(graph, recipe, calibration=calib), "host", base / recipe,
-                                          reference_data=calib)
-                results.append(edgesdk.profile(artifact.path, device="bench", devices=devices, runs=300, warmup=5,
-                                               runs_dir=base / "runs", power=True))
+            artifacts = mlp_artifacts(base, ("fp32", "int8"))
+            results = [edgesdk.profile(a.path, device="bench", devices=devices, runs=300, warmup=5,
+                                       runs_dir=base / "runs", power=True) for a in artifacts.values()]
+            artifact = artifacts["int8"]
             stand_in = matmul_artifact(base / "matmul", layers=2, width=128, tokens=32)
             yield base / "runs", results, artifact, stand_in
         finally:
