@@ -67,11 +67,8 @@ class Run:
 
     def finish(self, summary: dict[str, Any]) -> None:
         self.write_json("summary.json", summary)
-        latency = summary.get("latency_ms") or {}
         self._status("ok", None)
-        self.store._update(self.id, n=latency.get("n"), mean_ms=latency.get("mean"), p50_ms=latency.get("p50"),
-                           p90_ms=latency.get("p90"), p99_ms=latency.get("p99"),
-                           peak_rss_mb=summary.get("peak_rss_mb"), cosine_mean=worst_cosine(summary.get("accuracy") or {}))
+        self.store._update(self.id, **summary_columns(summary))
 
     def fail(self, error: BaseException | str) -> None:
         if isinstance(error, KeyboardInterrupt):
@@ -171,10 +168,15 @@ def folder_record(folder: Path) -> dict[str, Any]:
         raise UsageError(f"{folder}: not a readable run folder: {exc}") from None
     if not isinstance(info, dict) or not isinstance(summary, dict):
         raise UsageError(f"{folder}: not a run folder (run.json and summary.json hold JSON objects)")
-    latency = summary.get("latency_ms") or {}
     record = {column: info.get(column) for column in COLUMNS}
-    record.update(id=info.get("id") or folder.name, status=info.get("status") or "unknown", n=latency.get("n"),
-                  mean_ms=latency.get("mean"), p50_ms=latency.get("p50"), p90_ms=latency.get("p90"),
-                  p99_ms=latency.get("p99"), peak_rss_mb=summary.get("peak_rss_mb"),
-                  cosine_mean=worst_cosine(summary.get("accuracy") or {}), dir=str(folder), summary=summary)
+    record.update(id=info.get("id") or folder.name, status=info.get("status") or "unknown", **summary_columns(summary),
+                  dir=str(folder), summary=summary)
     return record
+
+
+def summary_columns(summary: dict[str, Any]) -> dict[str, Any]:
+    """The index's figures of a run, from its summary.json."""
+    latency = summary.get("latency_ms") or {}
+    return {"n": latency.get("n"), "mean_ms": latency.get("mean"), "p50_ms": latency.get("p50"),
+            "p90_ms": latency.get("p90"), "p99_ms": latency.get("p99"), "peak_rss_mb": summary.get("peak_rss_mb"),
+            "cosine_mean": worst_cosine(summary.get("accuracy") or {})}
