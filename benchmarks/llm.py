@@ -258,7 +258,7 @@ def bench_model(name: str, args, work: Path) -> None:
         argv = [sys.executable, "-m", "edgesdk.cli", "convert", str(gguf_path), *RECIPES[base], "-o", str(out), "--json"]
         if recipe.endswith(KV8):
             argv += ["--kv-cache", "int8"]
-        if base in CALIBRATED:
+        if base in CALIBRATED or recipe.endswith(KV8):  # the int8 cache's key channels are calibrated too
             argv += ["--calib", str(work / "calib.txt")]
         if (out / "manifest.json").exists() and (model_dir / f"{out.name}.peak").exists():  # --work: reused
             return str(out), float((model_dir / f"{out.name}.peak").read_text())

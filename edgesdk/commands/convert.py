@@ -59,7 +59,11 @@ def run(args) -> int:
     what = f"the {model_file.rsplit('/', 1)[0]}/ package" if "/" in model_file else f"{model_file} and its weights"
     print(f"wrote {artifact.path}/  ({what}: {size_mb:.1f} MB, recipe {recipe}, "
           f"target {target.name}, backend {target.backend})")
-    budget = (artifact.manifest.quantization or {}).get("budget")
+    quantization = artifact.manifest.quantization or {}
+    if quantization.get("kv_cache_keys") == "per token only":
+        print(f"  {quantization['kv_cache']} KV cache with one scale per token and head: --calib TEXT evens out the "
+              "keys' channels first (keys with outlier channels, such as Qwen2.5's, need it)")
+    budget = quantization.get("budget")
     if budget:
         kept = budget.get("kept", [])
         print(f"  accuracy budget ({budget['metric']} ≤ {budget['max_loss']:g} on {budget['samples']} calibration "

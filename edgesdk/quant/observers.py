@@ -108,6 +108,23 @@ class ChannelMeanAbs(Observer):
 
 
 @register
+class HeadChannelAbsMax(Observer):
+    """Per head and channel |max| of a [batch, heads, tokens, channels] tensor: how far each channel of a
+    KV cache's keys reaches (a few of them reach far: Qwen2.5's key bias)."""
+
+    kind: ClassVar[str] = "head_channel_absmax"
+
+    def __init__(self) -> None:
+        self.absmax: np.ndarray | None = None  # [heads, channels]
+
+    def observe(self, x: np.ndarray) -> None:
+        if x.ndim != 4 or x.size == 0:
+            return
+        high = np.abs(np.asarray(x, np.float32)).max(axis=(0, 2))
+        self.absmax = high if self.absmax is None else np.maximum(self.absmax, high)
+
+
+@register
 class Gram(Observer):
     """XᵀX over every row seen (the Hessian of a linear layer's squared output error, up to a factor 2):
     what GPTQ compensates rounding errors with."""

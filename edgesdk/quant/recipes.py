@@ -70,12 +70,23 @@ class Recipe:
             q, budget = fit(graph, q, measured_on, self.max_loss, requantize)
             q.report = {**q.report, "budget": budget}
         if self.kv_cache != "float":
-            from .passes.kv_cache import KvCachePass
+            q = self._quantize_cache(graph, q, calibration)
+        return q
 
-            with progress.step(f"{self.kv_cache} KV cache"):
-                KvCachePass(self.kv_cache, q.lm.cache)(q.model)
-            q.lm = dataclasses.replace(q.lm, kv_cache=self.kv_cache)
-            q.report = {**q.report, "kv_cache": self.kv_cache}
+    def _quantize_cache(self, graph: Graph, q: Graph, calibration: CalibrationData | None) -> Graph:
+        """The KV cache as codes; keys evened out per channel on the float graph's calibrated reach, when
+        calibration data is given (else one scale per token and head only, and the report says so)."""
+        from .passes.kv_cache import KvCachePass, key_channel_factors
+
+        factors = None
+        if calibration is not None:
+            with progress.step("measuring the key channels' reach"):
+                factors = key_channel_factors(graph, calibration)
+        with progress.step(f"{self.kv_cache} KV cache"):
+            KvCachePass(self.kv_cache, q.lm.cache, factors)(q.model)
+        q.lm = dataclasses.replace(q.lm, kv_cache=self.kv_cache)
+        q.report = {**q.report, "kv_cache": self.kv_cache,
+                    "kv_cache_keys": "per-channel factors (calibrated)" if factors else "per token only"}
         return q
 
     def apply(self, graph: Graph, calibration: CalibrationData | None) -> Graph:

@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 
 import edgesdk
+from edgesdk.calibration import CalibrationData
 from edgesdk.graph import Graph
 from edgesdk.llm.builder import build_decoder
 from edgesdk.llm.config import DecoderConfig
 from edgesdk.llm.model import LanguageModel
+from edgesdk.quant.passes.kv_cache import key_channel_factors
 from edgesdk.runtime import ort_session, run
 
 CONFIG = DecoderConfig(architecture="llama", layers=2, hidden=64, heads=4, kv_heads=2, head_dim=64, intermediate=128,
@@ -29,7 +31,9 @@ def _shape(name: str) -> tuple[int, ...]:
     return shapes[next(key for key in shapes if key in name)]
 
 
-def _decoder(context: int | None = None) -> Graph:
+def _decoder(context: int | None = None, key_outliers: float = 1.0) -> Graph:
+    """The tiny decoder; ``key_outliers`` multiplies two channels of every key head (one rotary pair), as
+    Qwen2.5's key bias makes a few channels reach far beyond the rest."""
     rng = np.random.default_rng(0)
     made: dict[str, np.ndarray] = {}
 
@@ -37,6 +41,9 @@ def _decoder(context: int | None = None) -> Graph:
         if name not in made:
             gain = "norm" in name  # RMSNorm gains near 1, linears and the embedding small
             made[name] = (float(gain) + rng.normal(0, 0.05 if gain else 0.15, _shape(name))).astype(np.float32)
+            if "k_proj" in name:
+                for head in range(CONFIG.kv_heads):
+                    made[name][[head * CONFIG.head_dim + 5, head * CONFIG.head_dim + 5 + CONFIG.head_dim // 2]] *= key_outliers
         return made[name]
 
     graph = Graph(model=build_decoder(CONFIG, weight, "tiny", context), name="tiny")
@@ -104,6 +111,30 @@ def test_int4_errs_more_than_int8_on_the_logits():
     # int4's step is 17 times int8's (measured logit errors 0.029 and 0.36 of the largest logit)
     assert 0 < error["int8"] < 0.15 * error["int4"], error
     assert error["int4"] < 0.6 * np.abs(float_logits).max(), error
+
+
+def test_calibrated_key_channels_keep_an_outlier_channel_from_crushing_the_others():
+    graph = _decoder(key_outliers=30.0)
+    ids = np.arange(3, 23) % CONFIG.vocab
+    float_logits, _, _ = _prefill_then_steps(graph, ids, 1)
+    calibration = CalibrationData([graph.lm.prefill_feed((np.arange(20) * 7 + start) % CONFIG.vocab) for start in range(4)], "ids")
+
+    def error(quantized: Graph) -> float:
+        return float(np.abs(_prefill_then_steps(quantized, ids, 1)[0] - float_logits).max())
+
+    per_token = edgesdk.quantize(graph, "fp32", kv_cache="int8")
+    per_channel = edgesdk.quantize(graph, "fp32", kv_cache="int8", calibration=calibration)
+    assert per_token.report["kv_cache_keys"] == "per token only"
+    assert per_channel.report["kv_cache_keys"] == "per-channel factors (calibrated)"
+    # the factors follow the channels' reach: the outlier pair's is the largest of every head
+    factors = key_channel_factors(graph, calibration)
+    assert sorted(factors) == [f"past.{i}.key" for i in range(CONFIG.layers)]
+    for factor in factors.values():
+        assert factor.shape == (CONFIG.kv_heads, CONFIG.head_dim)
+        assert (factor.argmax(axis=-1) % (CONFIG.head_dim // 2) == 5).all()
+        np.testing.assert_allclose(factor.mean(axis=-1), 1.0, rtol=1e-5)
+    # one scale per token spends its 255 levels on the outlier pair; the factors give them back
+    assert error(per_channel) < 0.5 * error(per_token), (error(per_channel), error(per_token))
 
 
 def test_kv_cache_on_a_model_without_a_cache_is_refused(tmp_path):
