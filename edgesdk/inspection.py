@@ -29,7 +29,8 @@ def inspect(path: str | Path) -> dict[str, Any]:
     else:
         backend = backend_for_file(path)
         weights = path.with_name(path.name + ".data")  # ONNX external data of a large model
-        report["file_bytes"] = path.stat().st_size + (weights.stat().st_size if weights.is_file() else 0)
+        size = path.stat().st_size if path.is_file() else sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+        report["file_bytes"] = size + (weights.stat().st_size if weights.is_file() else 0)  # a package: its files
     report["backend"], report["format"] = backend.name, backend.format
     report |= backend.describe(path, info)
     return report

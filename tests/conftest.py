@@ -53,17 +53,31 @@ def minilm_onnx(workdir, minilm_graph):
 
 
 @pytest.fixture(scope="session")
-def minilm_artifacts(workdir, minilm_graph, minilm_data):
+def minilm_quantized(minilm_graph, minilm_data):
+    """recipe -> the quantized MiniLM graph (QDQ), made on first use (every backend's artifacts start from it)."""
+    from edgesdk.quant.recipes import REGISTRY
+
+    calib, _ = minilm_data
+    made: dict[str, object] = {}
+
+    def build(recipe: str):
+        if recipe not in made:
+            made[recipe] = edgesdk.quantize(minilm_graph, recipe,
+                                            calibration=calib if REGISTRY[recipe].needs_calibration else None)
+        return made[recipe]
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def minilm_artifacts(workdir, minilm_quantized, minilm_data):
     """recipe name -> artifact directory, converted on first use."""
     calib, _ = minilm_data
     cache: dict[str, object] = {}
 
     def build(recipe: str):
         if recipe not in cache:
-            from edgesdk.quant.recipes import REGISTRY
-
-            quantized = edgesdk.quantize(minilm_graph, recipe, calibration=calib if REGISTRY[recipe].needs_calibration else None)
-            cache[recipe] = edgesdk.export(quantized, "host", workdir / f"artifact-{recipe}", reference_data=calib)
+            cache[recipe] = edgesdk.export(minilm_quantized(recipe), "host", workdir / f"artifact-{recipe}", reference_data=calib)
         return cache[recipe]
 
     return build
