@@ -4,6 +4,7 @@
     Options                        the backend's own typed options (a target's ``options:`` block)
     recipes                        the recipe names it can express (None: all)
     device_modules, install        what the device runner imports, and the command that installs it
+    device_systems                 the operating systems (uname -s) its runtime runs on, when not any
     export(graph, target, out_dir, feeds)           -> Exported (files written + manifest entries)
     host_runner(model_path, info, threads, lean)    -> feed -> {output: array}, to check it on this machine
                                                       (lean: a one-off check, memory before speed)
@@ -85,6 +86,7 @@ class Backend:
     recipes: ClassVar[frozenset[str] | None] = None
     device_modules: ClassVar[tuple[DeviceModule, ...]] = ()
     install: ClassVar[str] = ""  # default install command on the device; a target's `install:` overrides it
+    device_systems: ClassVar[tuple[str, ...]] = ()  # `uname -s` of the devices that run it (empty: any)
 
     # -- options and recipes ---------------------------------------------------------------------------
     @classmethod

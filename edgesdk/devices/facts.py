@@ -15,7 +15,12 @@ from .transport import Transport
 # Versions come from package metadata: importing onnxruntime only to read its version costs ~0.2 s.
 # Arguments: MODULE=DIST pairs, the modules the registered backends' runners import.
 FACTS_SCRIPT = r"""
-import importlib.metadata, importlib.util, json, os, platform, sys
+import importlib.metadata, importlib.util, json, os, platform, subprocess, sys
+def uname(flag, default):  # what the device's userland says it is (`uname`), else what python's os.uname does
+    try:
+        return subprocess.run(["uname", flag], capture_output=True, text=True, timeout=5).stdout.strip() or default
+    except Exception:
+        return default
 def read(path, limit=65536):
     try:
         with open(path, errors="replace") as handle:
@@ -30,13 +35,15 @@ def version(module, dist):
     except importlib.metadata.PackageNotFoundError:
         return "unknown"
 print(json.dumps({
-    "python": platform.python_version(), "executable": sys.executable, "machine": platform.machine(),
-    "system": platform.system(), "kernel": platform.release(), "os_release": read("/etc/os-release", 4096),
+    "python": platform.python_version(), "executable": sys.executable, "machine": uname("-m", platform.machine()),
+    "system": uname("-s", platform.system()), "kernel": platform.release(), "os_release": read("/etc/os-release", 4096),
     "cpuinfo": read("/proc/cpuinfo"), "meminfo": read("/proc/meminfo", 4096), "cpu_count": os.cpu_count(),
     "device_model": read("/proc/device-tree/model", 256).strip("\x00 \n"),
     "modules": {m: version(m, d) for m, _, d in (a.partition("=") for a in sys.argv[1:])},
 }))
 """
+
+SYSTEM_NAMES = {"Darwin": "macOS (Darwin)"}
 
 # ARM cores by (implementer, part) from /proc/cpuinfo, for boards whose cpuinfo has no model name.
 ARM_PARTS = {
@@ -61,6 +68,7 @@ class DeviceFacts:
     memory_mb: float | None
     board: str = ""
     runtimes: dict[str, str | None] = field(default_factory=dict)
+    system: str = ""  # uname -s: Linux, Darwin
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -127,6 +135,7 @@ def parse_facts(stdout: str) -> DeviceFacts:
         memory_mb=parse_meminfo_mb(raw.get("meminfo", "")),
         board=raw.get("device_model", "") or board,
         runtimes=dict(raw.get("modules", {})),
+        system=raw.get("system", ""),
     )
 
 
@@ -177,6 +186,9 @@ def missing_runtimes(facts: DeviceFacts, backend) -> list[str]:
 
 
 def require_runtime(facts: DeviceFacts, backend, target, device_name: str, python: str) -> None:
+    if backend.device_systems and facts.system and facts.system not in backend.device_systems:
+        raise MissingRuntimeError(f"device '{device_name}' runs {facts.system}; the {backend.name} runtime runs only on "
+                                  f"{' or '.join(SYSTEM_NAMES.get(s, s) for s in backend.device_systems)}")
     missing = missing_runtimes(facts, backend)
     if missing:
         raise MissingRuntimeError(

@@ -50,6 +50,7 @@ class CoreMLBackend(Backend):
     device_modules: ClassVar[tuple[DeviceModule, ...]] = (DeviceModule("coremltools", "coremltools"),
                                                           DeviceModule("numpy", "numpy"))
     install: ClassVar[str] = "python3 -m pip install coremltools numpy"
+    device_systems: ClassVar[tuple[str, ...]] = ("Darwin",)  # Core ML predicts only on macOS
 
     def export(self, graph, target, out_dir: Path, feeds) -> Exported:
         from .package import write_package

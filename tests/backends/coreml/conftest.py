@@ -11,6 +11,8 @@ import edgesdk
 from edgesdk.quant.recipes import get_recipe
 from edgesdk.targets import load_target
 
+from tests.devices.conftest import sshd  # noqa: F401  (the loopback OpenSSH server)
+
 
 def coreml_target(**options):
     """macos-coreml with some of its options changed."""
