@@ -116,6 +116,10 @@ class Backend:
         raise NotImplementedError
 
     @classmethod
+    def check_deployable(cls, target) -> None:
+        """A target whose artifacts no device here runs (an iOS build) is refused before anything connects."""
+
+    @classmethod
     def check_cross(cls, target) -> None:
         """A backend that compiles for the device can push a program built here (--cross); others refuse."""
         raise UsageError(f"--cross: the {cls.name} backend runs no program compiled for the device "

@@ -114,7 +114,8 @@ def profile(
     art = artifact if isinstance(artifact, Artifact) else Artifact.load(artifact)
     backend = backend_for_artifact(art.manifest)
     dev = session.device if session else resolve_device(device, devices)
-    if cross:  # refused before anything connects
+    backend.check_deployable(load_target(dev.target))  # refused before anything connects
+    if cross:
         backend.check_cross(load_target(dev.target))
     if power:  # a device without a sensor is refused before anything connects
         from ..power.session import power_config, require_sensor
@@ -315,6 +316,7 @@ def deploy(
     backend = get_backend(tgt.backend)
     recipe_name = recipe or tgt.default_recipe
     backend.check_recipe(recipe_name)
+    backend.check_deployable(tgt)
     if cross:
         backend.check_cross(tgt)
     with DeviceSession.open(dev, tgt) as session:
@@ -349,6 +351,7 @@ def deploy_fleet(model: Any, target: str | Target, devices: list[Device], recipe
     backend = get_backend(tgt.backend)
     recipe_name = recipe or tgt.default_recipe
     backend.check_recipe(recipe_name)
+    backend.check_deployable(tgt)
     if cross:
         backend.check_cross(tgt)
     graph = api.load(model)

@@ -78,12 +78,16 @@ class CoreMLBackend(Backend):
 
         return host_runner(package, info)
 
-    def device_runner(self, target, info: dict[str, Any], artifact: Path | None = None, cross: bool = False):
-        if cross:
-            self.check_cross(target)
+    @classmethod
+    def check_deployable(cls, target) -> None:
         if target.backend_options.build_only:
             raise UsageError(f"target '{target.name}' builds Core ML packages only (options.build_only): no device "
                              f"runs them from here; deploy with --target macos-coreml to a Mac")
+
+    def device_runner(self, target, info: dict[str, Any], artifact: Path | None = None, cross: bool = False):
+        if cross:
+            self.check_cross(target)
+        self.check_deployable(target)
         return template_runner("coreml", "coreml_runner.py.j2", target)
 
     def describe(self, model_path: Path, info: dict[str, Any] | None = None) -> dict[str, Any]:

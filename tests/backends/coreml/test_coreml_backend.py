@@ -4,6 +4,9 @@ package's MIL program (run op by op by the numpy evaluator) against the ORT arti
 
 from __future__ import annotations
 
+import contextlib
+import io
+
 import numpy as np
 import pytest
 
@@ -12,6 +15,7 @@ from edgesdk.backends.coreml.deployment import import_coremltools
 from edgesdk.backends.coreml.evaluate import load_program
 from edgesdk.backends.coreml.lowering import mil_name
 from edgesdk.backends.coreml.weights import package_weights
+from edgesdk.cli import main
 
 SAMPLES = 8  # held-out sentences the numbers are compared on (int8's tie flips are counted on INT8_SAMPLES)
 INT8_SAMPLES = 24
@@ -118,3 +122,12 @@ def test_int8_dynamic_keeps_its_int8_weights_with_float_activations(coreml_packa
     assert "constexpr_affine_dequantize" in ops and "quantize" not in ops
     assert artifact.manifest.backend_info["deployment_target"] == "iOS16"
     assert artifact.manifest.accuracy["outputs"]["sentence_embedding"]["cosine_mean"] > 0.999
+
+
+def test_inspect_shows_each_weights_storage(coreml_packages):
+    shown = io.StringIO()
+    with contextlib.redirect_stdout(shown):
+        assert main(["inspect", str(_package(coreml_packages("int4")))]) == 0
+    text = shown.getvalue()
+    assert "deployment target: iOS18" in text and "uint4[30522, 384] per block, block 1×32, scales float32" in text
+    assert "quantized weights: 39" in text

@@ -18,6 +18,7 @@ import edgesdk
 from edgesdk.errors import DeviceTimeoutError, MissingRuntimeError
 
 from tests.devices.sshd_server import SSHServer, wait_gone, write_devices
+from tests.helpers import mlp_data, mlp_model
 
 STANDIN = Path(__file__).parent / "standin"
 
@@ -52,8 +53,13 @@ def mac(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def package(coreml_packages):
-    return coreml_packages("int4")  # MiniLM int4, float16
+def package(tmp_path_factory):
+    """A small W8A8 package (the runner's path, not MiniLM's numbers, is under test here)."""
+    directory = tmp_path_factory.mktemp("mlp")
+    calib = mlp_data(directory / "calib.npz")
+    graph = edgesdk.load(str(mlp_model(directory / "mlp.onnx")))
+    return edgesdk.export(edgesdk.quantize(graph, "int8", calibration=calib), "macos-coreml", directory / "int8",
+                          reference_data=calib)
 
 
 def _profile(package, device: dict, tmp_path, **options):
@@ -69,12 +75,12 @@ def test_profile_on_a_mac_runs_the_package_and_caches_the_compiled_model(mac, pa
     assert first.runtime["name"] == "coreml" and first.runtime["version"] == "9.0-standin"
     assert first.runtime["compiled_model"] == "compiled now" and first.runtime["compute_units"] == "ALL"
     assert first.latency.n == 3 and first.peak_rss_mb > 0
-    on_device = first.accuracy["sentence_embedding"]
-    at_export = package.manifest.accuracy["outputs"]["sentence_embedding"]
+    on_device = first.accuracy["y"]
+    at_export = package.manifest.accuracy["outputs"]["y"]
     assert on_device["cosine_mean"] == pytest.approx(at_export["cosine_mean"], abs=1e-3)
     again = _profile(package, device, tmp_path / "again", runs=2, warmup=0)
     assert again.runtime["compiled_model"] == "cached" and again.latency.n == 2
-    assert again.accuracy["sentence_embedding"]["cosine_mean"] == pytest.approx(on_device["cosine_mean"], abs=1e-6)
+    assert again.accuracy["y"]["cosine_mean"] == pytest.approx(on_device["cosine_mean"], abs=1e-6)
 
 
 def test_a_hung_prediction_is_killed_on_the_mac_without_timeout(mac, package, tmp_path):
