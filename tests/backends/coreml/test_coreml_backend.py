@@ -89,11 +89,11 @@ def test_the_programs_numbers_match_the_ort_artifact(coreml_packages, heldout, r
 
 
 def test_int8_activations_are_the_graphs_as_closely_as_orts_own_kernels(coreml_packages, minilm_quantized, heldout, tmp_path):
-    """W8A8: many sentences give the literal QDQ graph's numbers to float rounding (about half here); on the
-    others a code flips at a rounding tie (the float ops before a QuantizeLinear summed in another order), and one flipped int8 step
+    """W8A8: many sentences give the literal QDQ graph's numbers to float rounding (a third to a half of them);
+    on the others a code flips at a rounding tie (the float ops before a QuantizeLinear summed in another order), and one flipped int8 step
     moves the embedding ~1e-3. ORT's fused int8 kernels flip codes as often: the package is held to ORT's own
-    distance from the literal graph (measured 1.39e-3 against ORT's 1.21e-3 on 24 sentences; 1.78e-3 from the
-    ORT artifact, above the 1e-3 aimed at)."""
+    distance from the literal graph (benchmarks/coreml_minilm.py: 1.39e-3 against ORT's 1.21e-3 on 24
+    sentences; 1.78e-3 from the ORT artifact, above the 1e-3 aimed at)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
