@@ -11,7 +11,8 @@ Rows: edgesdk artifacts for ONNX Runtime converted from the GGUF file by `edgesd
 dequantized: the float reference), gguf (the file's own blocks kept, float activations), gguf-int8-act (the
 same blocks, activations quantized to int8 by ORT's kernels: faster, not exact), int8, int8-dynamic,
 int8-weights, int4 (round-to-nearest), int4-awq, int4-gptq, int8 with the accuracy budget --max-loss 0.02 —
-each also with the int8 KV cache (`+kv8`, unless --no-kv8); ONNX Runtime's own quantizers on the fp32
+each also with the int8 KV cache (`+kv8`, unless --no-kv8; converted with the calibration text, which sets the
+keys' per-channel factors); ONNX Runtime's own quantizers on the fp32
 artifact's float graph (benchmarks/ort_peers.py: quantize_dynamic, MatMulNBits int4 RTN/GPTQ/HQQ, block 32);
 and llama.cpp (llama-cpp-python from PyPI, built here) on the GGUF as it is and re-quantized by llama.cpp
 itself to Q8_0, Q4_0 and Q4_K_M from the same file (the files are Q4_K_M already, and so is the fp32
@@ -34,6 +35,7 @@ WORK/MODEL/rows/ as it finishes, so a run cut short resumes with --work WORK and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -283,7 +285,8 @@ def bench_model(name: str, args, work: Path) -> None:
 
         made = model_dir / "ort" / f"{label.split()[-1]}.onnx"
         if not made.exists():
-            ort_quantizers.make(label, reference.model_path, made, calibration)
+            with contextlib.redirect_stdout(sys.stderr):  # ORT's HQQ draws a progress bar on stdout (the table's)
+                ort_quantizers.make(label, reference.model_path, made, calibration)
         return str(made), None
 
     # Every row: (label, runtime, how to make its files). One row is made, measured and deleted before the next

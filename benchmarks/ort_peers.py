@@ -63,8 +63,9 @@ def make(label: str, float_model: Path, out: Path, calibration: list[dict]) -> P
                                                       actorder=True),
             "HQQ": lambda: HQQWeightOnlyQuantConfig(block_size=BLOCK, bits=4),
         }[algorithm]()
-        quantizer = MatMulNBitsQuantizer(onnx.load(float_model), block_size=BLOCK, is_symmetric=False,
-                                         algo_config=config)
+        # By path: ORT's GPTQ saves an augmented copy of a model over 2 GB next to its path (given a ModelProto it
+        # has none: "unsupported operand type(s) for +: 'NoneType' and 'str'" on Qwen2.5 0.5B)
+        quantizer = MatMulNBitsQuantizer(str(float_model), block_size=BLOCK, is_symmetric=False, algo_config=config)
         quantizer.process()
         quantizer.model.save_model_to_file(str(out), use_external_data_format=True)
     print(f"  {label}: {time.perf_counter() - started:.0f} s", file=sys.stderr)
