@@ -48,3 +48,4 @@ def lm_text(tmp_path_factory):
     (directory / "calib.txt").write_text(calibration)
     (directory / "eval.txt").write_text(evaluation)
     return directory / "calib.txt", directory / "eval.txt"
+

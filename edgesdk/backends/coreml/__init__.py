@@ -14,7 +14,7 @@ import platform
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from ...errors import CalibrationError, UsageError
 from ..base import Backend, DeviceModule, Exported, template_runner
@@ -31,12 +31,16 @@ class CoreMLOptions(BaseModel):
     # macOS 15).
     deployment_target: Literal["iOS16", "iOS17", "iOS18"] | None = None
     # Compute precision of the float ops: float16 runs on the GPU and Neural Engine, float32 on the CPU and GPU.
-    # Unset: float32 for the fp32 recipe (the float model as it is), float16 for the quantized ones.
+    # Unset: float32 for the fp32 recipe (the float model as it is) and for causal LMs (their activations pass
+    # float16's range), float16 for quantized encoders.
     compute_precision: Literal["float16", "float32"] | None = None
     # Which units Core ML may use on the Mac (MLComputeUnits).
     compute_units: Literal["CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE", "ALL"] = "ALL"
     # Build the package only (an iOS target: no device runs it from here).
     build_only: bool = False
+    # Causal LMs: tokens per call of the package's prefill function (a longer prompt takes several calls, the
+    # tokens left over go through the decode function one by one).
+    prefill_tokens: int = Field(default=32, ge=2, le=4096)
 
 
 class CoreMLBackend(Backend):
@@ -53,17 +57,22 @@ class CoreMLBackend(Backend):
     device_systems: ClassVar[tuple[str, ...]] = ("Darwin",)  # Core ML predicts only on macOS
 
     def export(self, graph, target, out_dir: Path, feeds) -> Exported:
+        import numpy as np
+
         from .package import write_package
 
         options: CoreMLOptions = target.backend_options
         recipe = graph.recipe.name if graph.recipe is not None else "fp32"
-        if not feeds:
+        if not feeds and graph.lm is None:
             raise CalibrationError("the coreml backend fixes the model's input shapes from a sample input: give "
                                    "calibration or reference data (--calib or --reference)")
-        info = write_package(graph, recipe, feeds[0], out_dir / PACKAGE, options)
+        info = write_package(graph, recipe, feeds[0] if feeds else {}, out_dir / PACKAGE, options)
         dtypes = {s.name: s.dtype for s in (graph.float_graph or graph).inputs}
+        sample = feeds[0] if graph.lm is None else graph.lm.prefill_feed(np.zeros(info["lm"]["prefill_tokens"], np.int64))
         inputs = [{"name": name, "dtype": dtypes.get(name, str(value.dtype)), "shape": list(value.shape)}
-                  for name, value in feeds[0].items()]
+                  for name, value in sample.items()]
+        if graph.lm is not None:  # any number of tokens a call: whole prefill chunks, the rest decoded one by one
+            inputs[0]["shape"][1] = "sequence"
         files = sorted(str(p.relative_to(out_dir)) for p in (out_dir / PACKAGE).rglob("*") if p.is_file())
         model_file = f"{PACKAGE}/Manifest.json"
         return Exported(model_file, device_files=[f for f in files if f != model_file], info=info, inputs=inputs)

@@ -19,7 +19,9 @@ def describe(package: Path) -> dict[str, Any]:
     program, spec = load_program(package)  # first: it imports coremltools quietly
     from coremltools.converters.mil.mil import types
 
-    function = program.functions["main"]
+    # a causal LM's package: prefill (the default function) and decode, the same ops on other shapes
+    default = spec.description.defaultFunctionName or "main"
+    function = program.functions[default]
     ops = Counter(op.op_type for op in function.operations)
     weights = []
     for op in function.operations:
@@ -37,8 +39,11 @@ def describe(package: Path) -> dict[str, Any]:
     return {
         "deployment_target": spec_target(spec.specificationVersion),
         "specification_version": spec.specificationVersion,
-        "inputs": [_feature(f) for f in spec.description.input],
-        "outputs": [_feature(f) for f in spec.description.output],
+        "functions": {f.name: {"inputs": [_feature(i) for i in f.input], "outputs": [_feature(o) for o in f.output]}
+                      for f in spec.description.functions},
+        "default_function": default,
+        "inputs": [_feature(f) for f in spec.description.input or _default(spec).input],
+        "outputs": [_feature(f) for f in spec.description.output or _default(spec).output],
         "op_counts": dict(ops),
         "quantized_weights": weights,
         "float_weights": [{"name": op.name, "dtype": str(np.asarray(op.outputs[0].val).dtype),
@@ -46,6 +51,10 @@ def describe(package: Path) -> dict[str, Any]:
         "int8_activations": ops.get("quantize", 0),
         "recipe": metadata.get("edgesdk.recipe"),
     }
+
+
+def _default(spec):
+    return next(f for f in spec.description.functions if f.name == spec.description.defaultFunctionName)
 
 
 def _feature(feature) -> dict[str, Any]:
@@ -60,6 +69,10 @@ def _feature(feature) -> dict[str, Any]:
 def describe_lines(report: dict[str, Any]) -> list[str]:
     lines = [f"  deployment target: {report['deployment_target']} (Core ML specification {report['specification_version']})"
              + (f"; recipe {report['recipe']}" if report.get("recipe") else "")]
+    if report.get("functions"):
+        shapes = {name: next((i["shape"] for i in f["inputs"] if i["name"] == "input_ids"), None) for name, f in report["functions"].items()}
+        lines.append("  functions: " + ", ".join(f"{name}" + (f" (input_ids {shape})" if shape else "") for name, shape in shapes.items())
+                     + f"; the ops and weights below are {report['default_function']}'s (the functions share the weights)")
     lines += [f"  {kind[:-1]:6s} {s['name']}: {s['dtype']}{s['shape']}" for kind in ("inputs", "outputs") for s in report[kind]]
     lines.append("  MIL ops: " + ", ".join(f"{op}×{n}" for op, n in sorted(report["op_counts"].items(), key=lambda kv: -kv[1])))
     if report["int8_activations"]:

@@ -46,15 +46,22 @@ def load_program(package: Path):
 
 
 class Program:
-    """A loaded program ready to run: ``run({input name: array}) -> {output name: array}``."""
+    """One function of a loaded program, ready to run: ``run({input name: array}) -> {output name: array}``.
+    ``loaded`` shares one read of a package between its functions (a causal LM's prefill and decode), and
+    ``weights`` their dequantized weights (the same constexpr ops in both)."""
 
-    def __init__(self, package: Path):
-        self.program, self.spec = load_program(package)
-        self.function = self.program.functions["main"]
+    def __init__(self, package: Path, function: str | None = None, loaded=None, weights: dict | None = None):
+        self.program, self.spec = loaded or load_program(package)
+        function = function or self.spec.description.defaultFunctionName or "main"
+        if function not in self.program.functions:
+            raise ArtifactError(f"{package}: the program has no function '{function}' "
+                                f"(it has {', '.join(sorted(self.program.functions))})")
+        self.function = self.program.functions[function]
         missing = sorted({op.op_type for op in self.function.operations} - set(EVALUATORS))
         if missing:
             raise ModelError(f"{package}: the numpy evaluator has no definition of the MIL ops {', '.join(missing)}")
         self.constants = {}  # op name -> outputs of ops that read constants only (weights and their casts)
+        self.weights = {} if weights is None else weights  # constexpr op name -> its dequantized weight
         self.constant_ops = _constant_ops(self.function)
 
     def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -66,6 +73,8 @@ class Program:
         for op in self.function.operations:
             if op.name in self.constants:
                 outputs = self.constants[op.name]
+            elif op.op_type.startswith("constexpr_") and op.name in self.weights:
+                outputs = self.constants[op.name] = self.weights[op.name]
             else:
                 args = {key: _value(env, value) for key, value in op.inputs.items()}
                 args["_op"] = op
@@ -78,6 +87,8 @@ class Program:
                     outputs = [o.astype(np.float32) if isinstance(o, np.ndarray) and o.dtype == np.float16 else o
                                for o in outputs]
                     self.constants[op.name] = outputs
+                    if op.op_type.startswith("constexpr_"):
+                        self.weights[op.name] = outputs
             for var, value in zip(op.outputs, outputs):
                 env[var.name] = value
         return {var.name: env[var.name] for var in self.function.outputs}
@@ -96,14 +107,53 @@ def _constant_ops(function) -> set[str]:
 
 
 def host_runner(package: Path, info: dict[str, Any]):
-    """feed (ONNX names) -> outputs (ONNX names), through the evaluator."""
-    program = Program(package)
+    """feed (ONNX names) -> outputs (ONNX names), through the evaluator. A causal LM's package holds a prefill
+    function (a fixed number of tokens) and a decode one (one token): a call's tokens go through prefill in
+    whole chunks, the rest one by one, each call given the cache the one before it wrote."""
     inputs, outputs = info["inputs"], info["outputs"]
 
+    def renamed(run):
+        def call(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            results = run({inputs[name]["name"]: value for name, value in feed.items() if name in inputs})
+            return {name: results[entry["name"]].astype(np.float32) if results[entry["name"]].dtype == np.float16
+                    else results[entry["name"]] for name, entry in outputs.items()}
+
+        return call
+
+    if not info.get("lm"):
+        return renamed(Program(package).run)
+    loaded, weights = load_program(package), {}
+    prefill, decode = (renamed(Program(package, name, loaded, weights).run) for name in ("prefill", "decode"))
+    run = chunked_lm_runner(prefill, decode, info["lm"]["prefill_tokens"])
+    if info.get("compute_precision") != "float16":
+        return run
+
+    def finite(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outputs = run(feed)
+        if not np.isfinite(outputs["logits"]).all():
+            raise ModelError(f"{package}: the package's float16 compute overflows this model's activations (its "
+                             "logits are not finite): set options.compute_precision: float32 in the target")
+        return outputs
+
+    return finite
+
+
+def chunked_lm_runner(prefill, decode, chunk: int):
+    """feed -> outputs of a static-form LM call of any number of tokens, made of fixed-size calls: ``prefill``
+    takes ``chunk`` tokens, ``decode`` one; the logits of every token, the cache after the last."""
+
     def run(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        results = program.run({inputs[name]["name"]: value for name, value in feed.items() if name in inputs})
-        return {name: results[entry["name"]].astype(np.float32) if results[entry["name"]].dtype == np.float16
-                else results[entry["name"]] for name, entry in outputs.items()}
+        ids, start = np.asarray(feed["input_ids"]), int(np.asarray(feed["position"]).reshape(-1)[0])
+        state = {name: value for name, value in feed.items() if name not in ("input_ids", "position")}
+        logits, done = [], 0
+        while done < ids.shape[1]:
+            size = chunk if ids.shape[1] - done >= chunk else 1
+            result = (prefill if size == chunk else decode)(
+                {"input_ids": ids[:, done:done + size], "position": np.array([start + done], ids.dtype), **state})
+            logits.append(result["logits"])
+            state = {"past." + name[len("present."):]: value for name, value in result.items() if name.startswith("present.")}
+            done += size
+        return {**result, "logits": np.concatenate(logits, axis=1)}
 
     return run
 
@@ -394,6 +444,20 @@ def _gather_nd(a):
     flat = indices.reshape(-1, depth)
     picked = np.stack([x[tuple(row)] for row in flat]) if len(flat) else np.zeros((0, *x.shape[depth:]), x.dtype)
     return picked.reshape(*indices.shape[:-1], *x.shape[depth:])
+
+
+@evaluates("scatter_nd")
+def _scatter_nd(a):
+    """data with the slices that ``indices`` name replaced by (or combined with, per ``mode``) ``updates``."""
+    data, indices, updates = np.array(a["data"]), np.asarray(a["indices"]).astype(np.int64), np.asarray(a["updates"])
+    depth, mode = indices.shape[-1], str(a.get("mode", "add"))
+    combine = {"update": lambda old, new: new, "add": np.add, "sub": np.subtract, "mul": np.multiply,
+               "div": np.divide, "max": np.maximum, "min": np.minimum}[mode]
+    flat_updates = updates.reshape(-1, *data.shape[depth:])
+    for row, update in zip(indices.reshape(-1, depth), flat_updates):
+        at = tuple(np.where(row < 0, row + np.asarray(data.shape[:depth]), row))
+        data[at] = combine(data[at], update)
+    return data
 
 
 # ------------------------------------------------------------------------------------------ quantization

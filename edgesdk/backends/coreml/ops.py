@@ -292,6 +292,22 @@ def gather_nd(ctx: Context, node):
     return [ctx.mb.gather_nd(x=x, indices=indices, name=_name(node), **kwargs)]
 
 
+@register("ScatterND")
+def scatter_nd(ctx: Context, node):
+    """A causal LM's static cache: the call's keys or values written into their slots."""
+    data, indices, updates = _in(ctx, node, 0), _in(ctx, node, 1), _in(ctx, node, 2)
+    modes = {"none": "update", "add": "add", "mul": "mul", "max": "max", "min": "min"}
+    reduction = attr(node, "reduction", "none")
+    if reduction not in modes:
+        raise ModelError(f"node '{node.name}': ScatterND with reduction '{reduction}'")
+    if isinstance(indices, np.ndarray):
+        indices = indices.astype(np.int32)
+    elif not ctx.dtypes.get(node.inputs[1].name, "INT64") == "INT32":
+        indices = ctx.mb.cast(x=indices, dtype="int32")
+    return [ctx.mb.scatter_nd(data=_floating(ctx, data), indices=indices, updates=_floating(ctx, updates),
+                              mode=modes[reduction], name=_name(node))]
+
+
 @register("Trilu")
 def trilu(ctx: Context, node):
     x, k = _in(ctx, node, 0), _const_in(ctx, node, 1)

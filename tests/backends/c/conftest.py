@@ -1,4 +1,4 @@
-"""The C backend's tests use the loopback OpenSSH device and Gemma 3 270M's GGUF file."""
+"""The C backend's tests use the loopback OpenSSH device (Gemma 3 270M comes from ../conftest.py)."""
 
 import os
 import shutil
@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from tests.devices.conftest import sshd  # noqa: F401  (the loopback OpenSSH device)
-from tests.llm.conftest import gemma_gguf  # noqa: F401  (Gemma 3 270M's GGUF file, real weights)
 
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
 # the kernel's match for a 64-bit little-endian aarch64 ELF executable (qemu's own qemu-binfmt-conf.sh values)

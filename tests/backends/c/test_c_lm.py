@@ -26,16 +26,16 @@ pytestmark = pytest.mark.heavy(150)  # seconds, about: Gemma exported to C and t
 
 
 @pytest.fixture(scope="module")
-def gemma_int4(gemma_gguf):
+def gemma_int4(gemma_static_int4):
     """The quantized static graph (context 64)."""
-    graph = edgesdk.load(str(gemma_gguf), context=CONTEXT)
-    return edgesdk.quantize(graph, "int4", float_activations=True)
+    assert gemma_static_int4.lm.context == CONTEXT
+    return gemma_static_int4
 
 
 @pytest.fixture(scope="module")
-def artifacts(gemma_int4, tmp_path_factory):
+def artifacts(gemma_int4, gemma_static_int4_ort, tmp_path_factory):
     with module_folder(tmp_path_factory, "gemma-c") as work:
-        yield {target: edgesdk.export(gemma_int4, target, work / target) for target in ("host-c", "host")}
+        yield {"host-c": edgesdk.export(gemma_int4, "host-c", work / "host-c"), "host": gemma_static_int4_ort}
 
 
 def _generate(artifact, prompt) -> list[int]:

@@ -1,9 +1,14 @@
-"""all-MiniLM-L6-v2 through the Core ML backend and through ONNX Runtime from the same quantized graphs, once
-per session: the packages the tests check, and the ORT artifacts their numbers are held against."""
+"""all-MiniLM-L6-v2 and Gemma 3 270M through the Core ML backend and through ONNX Runtime from the same
+quantized graphs, once per session: the packages the tests check, and the ORT artifacts their numbers are held
+against; and the Mac-like loopback device the runner is tested on."""
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import stat
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +17,9 @@ from edgesdk.quant.recipes import get_recipe
 from edgesdk.targets import load_target
 
 from tests.devices.conftest import sshd  # noqa: F401  (the loopback OpenSSH server)
+from tests.devices.sshd_server import SSHServer, write_devices
+
+STANDIN = Path(__file__).parent / "standin"
 
 
 def coreml_target(**options):
@@ -46,3 +54,44 @@ def coreml_packages(workdir, minilm_quantized, minilm_artifacts, minilm_data):
         return made[key]
 
     return build
+
+
+@pytest.fixture(scope="session")
+def gemma_coreml(gemma_static_int4, tmp_path_factory):
+    """Gemma 3 270M's static int4 graph as a Core ML package (two functions: prefill of 32 tokens, decode)."""
+    return edgesdk.export(gemma_static_int4, "macos-coreml", tmp_path_factory.mktemp("gemma-coreml") / "int4")
+
+
+def _script(path: Path, text: str) -> Path:
+    path.write_text(text)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return path
+
+
+@pytest.fixture(scope="module")
+def mac(tmp_path_factory):
+    """(the sshd of the Mac-like device, its devices.yaml entry, the file that makes predictions hang)."""
+    directory = tmp_path_factory.mktemp("mac")
+    tools = directory / "bin"
+    tools.mkdir()
+    for folder in ("/usr/bin", "/bin"):  # the userland, less coreutils' timeout
+        for name in os.listdir(folder):
+            if name not in ("timeout", "uname") and not (tools / name).exists():
+                (tools / name).symlink_to(Path(folder) / name)
+    _script(tools / "uname", '#!/bin/sh\ncase "$1" in -m) echo arm64;; -r) echo 24.1.0;; *) echo Darwin;; esac\n')
+    hang = directory / "predict-seconds"
+    python = _script(directory / "python3", f'#!/bin/sh\n[ -f {hang} ] && export COREML_STANDIN_PREDICT_S="$(cat {hang})"\n'
+                                            f'PYTHONPATH={STANDIN} exec {sys.executable} "$@"\n')
+    server = SSHServer(directory / "sshd")
+    with open(server.config, "a") as config:
+        config.write(f"SetEnv PATH={tools} XDG_CACHE_HOME={directory / 'cache'}\n")
+    server.start()
+    server.known_hosts()
+    yield server, server.device(target="macos-coreml", python=str(python)), hang
+    server.kill()
+
+
+def profile_on_mac(artifact, device: dict, tmp_path, **options):
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    devices = write_devices(tmp_path / "devices.yaml", {"mac": device})
+    return edgesdk.profile(artifact, device="mac", devices=devices, runs_dir=tmp_path / "runs", **options)

@@ -17,6 +17,13 @@ INTS = RNG.integers(1, 9, (2, 3, 8)).astype(np.int32)
 CODES = RNG.integers(-8, 8, (8, 6)).astype(np.int8)
 
 
+def _scattered() -> np.ndarray:
+    """scatter_nd's "update": X with the rows at [0, 1] and [1, 2] replaced by the updates, in order."""
+    expected = X.copy()
+    expected[0, 1], expected[1, 2] = X[0, 0] * 10, X[1, 0] * 10
+    return expected
+
+
 def _cases(mb, types):
     """op type -> (a builder call making the op from constants, the reference when coremltools infers none)."""
     int4 = CODES.astype(types.np_int4_dtype)
@@ -63,6 +70,8 @@ def _cases(mb, types):
         "reduce_sum": (lambda: mb.reduce_sum(x=X, axes=[1], keep_dims=False), None),
         "relu": (lambda: mb.relu(x=X), None), "reshape": (lambda: mb.reshape(x=X, shape=[6, 8]), None),
         "round": (lambda: mb.round(x=X * 3), None), "rsqrt": (lambda: mb.rsqrt(x=POSITIVE), None),
+        "scatter_nd": (lambda: mb.scatter_nd(data=X, indices=np.array([[0, 1], [1, 2]], np.int32), updates=X[:, 0] * 10,
+                                             mode="update"), _scattered),
         "select": (lambda: mb.select(cond=X > 0, a=X, b=np.float32(-1)), None),
         "sigmoid": (lambda: mb.sigmoid(x=X), None),
         "silu": (lambda: mb.silu(x=X), lambda: X / (1 + np.exp(-X))),

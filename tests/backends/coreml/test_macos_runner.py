@@ -7,49 +7,14 @@ devices.yaml takes the same path."""
 
 from __future__ import annotations
 
-import os
-import stat
-import sys
-from pathlib import Path
-
 import pytest
 
 import edgesdk
 from edgesdk.errors import DeviceTimeoutError, MissingRuntimeError
 
-from tests.devices.sshd_server import SSHServer, wait_gone, write_devices
+from tests.backends.coreml.conftest import profile_on_mac
+from tests.devices.sshd_server import wait_gone
 from tests.helpers import mlp_data, mlp_model
-
-STANDIN = Path(__file__).parent / "standin"
-
-
-def _script(path: Path, text: str) -> Path:
-    path.write_text(text)
-    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    return path
-
-
-@pytest.fixture(scope="module")
-def mac(tmp_path_factory):
-    """(the sshd of the Mac-like device, its devices.yaml entry, the file that makes predictions hang)."""
-    directory = tmp_path_factory.mktemp("mac")
-    tools = directory / "bin"
-    tools.mkdir()
-    for folder in ("/usr/bin", "/bin"):  # the userland, less coreutils' timeout
-        for name in os.listdir(folder):
-            if name not in ("timeout", "uname") and not (tools / name).exists():
-                (tools / name).symlink_to(Path(folder) / name)
-    _script(tools / "uname", '#!/bin/sh\ncase "$1" in -m) echo arm64;; -r) echo 24.1.0;; *) echo Darwin;; esac\n')
-    hang = directory / "predict-seconds"
-    python = _script(directory / "python3", f'#!/bin/sh\n[ -f {hang} ] && export COREML_STANDIN_PREDICT_S="$(cat {hang})"\n'
-                                            f'PYTHONPATH={STANDIN} exec {sys.executable} "$@"\n')
-    server = SSHServer(directory / "sshd")
-    with open(server.config, "a") as config:
-        config.write(f"SetEnv PATH={tools} XDG_CACHE_HOME={directory / 'cache'}\n")
-    server.start()
-    server.known_hosts()
-    yield server, server.device(target="macos-coreml", python=str(python)), hang
-    server.kill()
 
 
 @pytest.fixture(scope="module")
@@ -62,15 +27,9 @@ def package(tmp_path_factory):
                           reference_data=calib)
 
 
-def _profile(package, device: dict, tmp_path, **options):
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    devices = write_devices(tmp_path / "devices.yaml", {"mac": device})
-    return edgesdk.profile(package, device="mac", devices=devices, runs_dir=tmp_path / "runs", **options)
-
-
 def test_profile_on_a_mac_runs_the_package_and_caches_the_compiled_model(mac, package, tmp_path):
     _, device, _ = mac
-    first = _profile(package, device, tmp_path, runs=3, warmup=1)
+    first = profile_on_mac(package, device, tmp_path, runs=3, warmup=1)
     assert first.facts.system == "Darwin" and first.facts.arch == "arm64"
     assert first.runtime["name"] == "coreml" and first.runtime["version"] == "9.0-standin"
     assert first.runtime["compiled_model"] == "compiled now" and first.runtime["compute_units"] == "ALL"
@@ -78,7 +37,7 @@ def test_profile_on_a_mac_runs_the_package_and_caches_the_compiled_model(mac, pa
     on_device = first.accuracy["y"]
     at_export = package.manifest.accuracy["outputs"]["y"]
     assert on_device["cosine_mean"] == pytest.approx(at_export["cosine_mean"], abs=1e-3)
-    again = _profile(package, device, tmp_path / "again", runs=2, warmup=0)
+    again = profile_on_mac(package, device, tmp_path / "again", runs=2, warmup=0)
     assert again.runtime["compiled_model"] == "cached" and again.latency.n == 2
     assert again.accuracy["y"]["cosine_mean"] == pytest.approx(on_device["cosine_mean"], abs=1e-6)
 
@@ -88,7 +47,7 @@ def test_a_hung_prediction_is_killed_on_the_mac_without_timeout(mac, package, tm
     hang.write_text("600")
     try:
         with pytest.raises(DeviceTimeoutError):
-            _profile(package, device, tmp_path, runs=2, warmup=0, timeout_s=20)
+            profile_on_mac(package, device, tmp_path, runs=2, warmup=0, timeout_s=20)
     finally:
         hang.unlink()
     assert wait_gone("coreml_runner.py", seconds=10) == []  # the watchdog killed the runner's process group
@@ -97,4 +56,5 @@ def test_a_hung_prediction_is_killed_on_the_mac_without_timeout(mac, package, tm
 
 def test_a_linux_device_is_refused_for_core_ml(sshd, package, tmp_path):
     with pytest.raises(MissingRuntimeError, match="runs Linux; the coreml runtime runs only on macOS"):
-        _profile(package, sshd.device(target="macos-coreml"), tmp_path, runs=1, warmup=0)
+        profile_on_mac(package, sshd.device(target="macos-coreml"), tmp_path, runs=1, warmup=0)
+

@@ -1,6 +1,6 @@
 """A stand-in for coremltools on a Linux test device, with the predict API the Core ML runner uses on a Mac:
 ``ComputeUnit``, ``models.MLModel(path, compute_units)`` with ``predict`` and ``get_compiled_model_path``,
-``models.CompiledMLModel(path, compute_units)``.
+``models.CompiledMLModel(path, compute_units)``, each with ``function_name`` (a multifunction package's).
 
 Its predictions are real numbers: a worker process (this interpreter without the stand-in on its path, so the
 real coremltools Linux wheel and edgesdk import there) runs the package's MIL program with edgesdk's numpy
@@ -24,7 +24,7 @@ _WORKER = r"""
 import io, struct, sys
 import numpy as np
 from edgesdk.backends.coreml.evaluate import Program
-program = Program(sys.argv[1])
+program = Program(sys.argv[1], sys.argv[2] or None)
 stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
 while True:
     head = stdin.read(8)
@@ -46,13 +46,13 @@ class ComputeUnit(enum.Enum):
 
 
 class _Model:
-    def __init__(self, package: str, compute_units: ComputeUnit = ComputeUnit.ALL):
+    def __init__(self, package: str, compute_units: ComputeUnit = ComputeUnit.ALL, function_name: str | None = None):
         if not os.path.isfile(os.path.join(package, "Manifest.json")):
             raise RuntimeError(f"not a Core ML package: {package}")
         self.package, self.compute_units = package, compute_units
         path = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and os.path.abspath(p) != _HERE]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
-        self._worker = subprocess.Popen([sys.executable, "-c", _WORKER, package], stdin=subprocess.PIPE,
+        self._worker = subprocess.Popen([sys.executable, "-c", _WORKER, package, function_name or ""], stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, env=env)
 
     def predict(self, data: dict) -> dict:
@@ -82,9 +82,9 @@ class _Models:
             return compiled
 
     class CompiledMLModel(_Model):
-        def __init__(self, path: str, compute_units: ComputeUnit = ComputeUnit.ALL):
+        def __init__(self, path: str, compute_units: ComputeUnit = ComputeUnit.ALL, function_name: str | None = None):
             with open(os.path.join(path, "package")) as handle:
-                super().__init__(handle.read(), compute_units)
+                super().__init__(handle.read(), compute_units, function_name)
 
 
 models = _Models
