@@ -48,4 +48,3 @@ def lm_text(tmp_path_factory):
     (directory / "calib.txt").write_text(calibration)
     (directory / "eval.txt").write_text(evaluation)
     return directory / "calib.txt", directory / "eval.txt"
-
