@@ -51,6 +51,9 @@ def windows_from(lm: LanguageModel, source: Any, window: int, count: int | None,
             raise CalibrationError(f"{source}: 'input_ids' must be integer [samples, tokens], found {ids.dtype}{list(ids.shape)}")
         if ids.size and (ids.min() < 0 or ids.max() >= lm.config.vocab):
             raise CalibrationError(f"{source}: token ids outside the vocabulary (0..{lm.config.vocab - 1})")
+        if ids.shape[1] > lm.max_tokens:
+            raise CalibrationError(f"{source}: rows of {ids.shape[1]} tokens; the model holds {lm.max_tokens} "
+                                   f"({'its static cache' if lm.context else 'its context'})")
         return [row.astype(np.int64) for row in ids[:count]]
     if lm.tokenizer is None:
         raise CalibrationError(f"{origin}: text needs the model's tokenizer, and this model has none")
@@ -68,6 +71,7 @@ def lm_data(lm: LanguageModel, source: Any, origin: str, count: int | None = Non
 
     if isinstance(source, CalibrationData):
         return source
+    window = min(window, lm.max_tokens)  # a static form's cache holds context tokens
     if isinstance(source, (list, tuple)) and all(isinstance(t, str) for t in source):
         windows = [w for text in source for w in token_windows(lm, lm.encode(text, bos=False), window)][:count]
     elif isinstance(source, (str, Path)):

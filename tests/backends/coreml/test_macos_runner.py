@@ -7,6 +7,8 @@ devices.yaml takes the same path."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 import edgesdk
@@ -58,3 +60,20 @@ def test_a_linux_device_is_refused_for_core_ml(sshd, package, tmp_path):
     with pytest.raises(MissingRuntimeError, match="runs Linux; the coreml runtime runs only on macOS"):
         profile_on_mac(package, sshd.device(target="macos-coreml"), tmp_path, runs=1, warmup=0)
 
+
+
+def test_deploy_to_the_mac_from_the_command_line(mac, tmp_path, capsys):
+    """`edgesdk deploy MODEL --target macos-coreml --device mac`: convert, push, run, bring back the figures."""
+    from edgesdk.cli import main
+    from tests.devices.sshd_server import write_devices
+
+    _, device, _ = mac
+    calib = mlp_data(tmp_path / "calib.npz")
+    devices = write_devices(tmp_path / "devices.yaml", {"mac": device})
+    capsys.readouterr()
+    assert main(["deploy", str(mlp_model(tmp_path / "mlp.onnx")), "--target", "macos-coreml", "--recipe", "int4",
+                 "--calib", str(calib), "--device", "mac", "--devices", str(devices), "--runs", "3", "--warmup", "0",
+                 "-o", str(tmp_path / "out"), "--runs-dir", str(tmp_path / "runs"), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["runtime"]["name"] == "coreml" and doc["latency_ms"]["n"] == 3
+    assert doc["accuracy"]["y"]["cosine_mean"] == pytest.approx(doc["host_accuracy"]["y"]["cosine_mean"], abs=1e-3)
