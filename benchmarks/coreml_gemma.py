@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -30,6 +31,14 @@ def _size(paths) -> float:
 
 
 def main() -> None:
+    work = Path(tempfile.mkdtemp(prefix="coreml-gemma-"))
+    try:
+        measure(work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # ~13 GB of artifacts
+
+
+def measure(work: Path) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--context", type=int, default=64, help="KV cache slots of the static form (default 64)")
     parser.add_argument("--new-tokens", type=int, default=16, help="greedy tokens compared (default 16)")
@@ -44,7 +53,6 @@ def main() -> None:
     from edgesdk.zoo import llms
     from edgesdk.zoo.text import lm_texts
 
-    work = Path(tempfile.mkdtemp(prefix="coreml-gemma-"))
     (work / "calib.txt").write_text(lm_texts()[0])
     graph = edgesdk.load(str(llms.gemma3_270m()), context=args.context)
     lm = graph.lm
@@ -65,6 +73,7 @@ def main() -> None:
             ort[recipe] = (artifact, run(lm.prefill_feed(ids))["logits"],
                            generate_tokens(run, lm, ids, args.new_tokens, stop_at_eos=False)["tokens"])
         target = load_target("macos-coreml").model_copy(update={"options": {"compute_precision": precision}})
+        target._backend_options = None  # validated again from the new options
         ort_artifact, ort_logits, ort_tokens = ort[recipe]
         row = {"recipe": recipe, "compute": precision,
                "ort_mb": _size(ort_artifact.model_path.parent.glob("model.onnx*"))}
@@ -83,21 +92,31 @@ def main() -> None:
                      "mae": float(np.abs(logits - ort_logits).mean()), "max": float(np.abs(logits - ort_logits).max()),
                      "greedy": sum(a == b for a, b in zip(tokens, ort_tokens)),
                      "ppl": ours["perplexity"], "ort_ppl": theirs["perplexity"], "tokens": ours["tokens"]})
+        if recipe == "int8":  # W8A8: both against the literal QDQ graph (ORT with its graph optimizations off)
+            import onnxruntime as ort
+
+            options = ort.SessionOptions()
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            literal = ort.InferenceSession(str(quantized[recipe].save(work / "int8-qdq" / "model.onnx")), options,
+                                           providers=["CPUExecutionProvider"])
+            names = [o.name for o in literal.get_outputs()]
+            qdq = dict(zip(names, literal.run(None, lm.prefill_feed(ids))))["logits"]
+            rows[-1]["qdq"] = (float(np.abs(logits - qdq).mean()), float(np.abs(ort_logits - qdq).mean()))
         print(f"{recipe} {precision}: done", file=sys.stderr)
 
     fp32_mb = next((r["mb"] for r in rows if r["recipe"] == "fp32" and "mb" in r), None)
     print(f"\nGemma 3 270M, static form ({args.context} cache slots), prompt of {len(ids)} tokens (one prefill call of 32, "
           f"the rest decode calls), {args.new_tokens} greedy tokens\n")
     print("| recipe | compute | deployment target | package MB | of fp32 | ORT model MB | logits mean abs error vs ORT (max) "
-          "| greedy tokens equal | perplexity on reference (ORT) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| W8A8: vs literal QDQ graph (ORT artifact's own) | greedy tokens equal | perplexity on reference (ORT) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         if "error" in r:
-            print(f"| {r['recipe']} | {r['compute']} | | | | {r['ort_mb']:.1f} | refused: {r['error']} | | |")
+            print(f"| {r['recipe']} | {r['compute']} | | | | {r['ort_mb']:.1f} | refused: {r['error']} | | | |")
             continue
         share = f"{100 * r['mb'] / fp32_mb:.1f}%" if fp32_mb else ""
         print(f"| {r['recipe']} | {r['compute']} | {r['target']} | {r['mb']:.1f} | {share} | {r['ort_mb']:.1f} | "
-              f"{r['mae']:.2e} ({r['max']:.2e}) | {r['greedy']}/{args.new_tokens} | "
+              f"{r['mae']:.2e} ({r['max']:.2e}) | {'%.2e (%.2e)' % r['qdq'] if 'qdq' in r else ''} | {r['greedy']}/{args.new_tokens} | "
               f"{r['ppl']:.3f} ({r['ort_ppl']:.3f}) on {r['tokens']} tokens |")
 
 
